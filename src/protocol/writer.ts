@@ -196,3 +196,18 @@ export const query = (sql: string): Buffer => cstrings(0x51, sql);
 export function terminate(): Buffer {
   return header(0x58, 0);
 }
+
+/** NegotiateProtocolVersion: the newest minor version supported and the options not recognised. */
+export function negotiateProtocolVersion(minor: number, unrecognized: readonly string[]): Buffer {
+  let len = 8;
+  for (const o of unrecognized) len += Buffer.byteLength(o) + 1;
+  const b = header(0x76, len);
+  b.writeInt32BE(minor, 5);
+  b.writeInt32BE(unrecognized.length, 9);
+  let at = 13;
+  for (const o of unrecognized) {
+    at += b.write(o, at);
+    b[at++] = 0;
+  }
+  return b;
+}

@@ -1,0 +1,389 @@
+// One connection from pgrouter to a PostgreSQL backend: connect (TCP or Unix socket, TLS when
+// configured), StartupMessage, answer whatever authentication the backend asks for, collect
+// ParameterStatus/BackendKeyData, then relay replies to whichever session holds the lease.
+
+import net from 'node:net';
+import tls from 'node:tls';
+import { randomBytes } from 'node:crypto';
+import { AuthCode, Backend, TxStatus } from '../protocol/codes.ts';
+import { Framer } from '../protocol/framer.ts';
+import { ReplyScanner } from '../protocol/reply-scanner.ts';
+import { decodeErrorFields, type ErrorFields } from '../protocol/error-response.ts';
+import { decodeParameterStatus } from '../protocol/read.ts';
+import * as w from '../protocol/writer.ts';
+import { md5PasswordHash, md5Response } from '../auth/md5.ts';
+import { ScramClientSession } from '../auth/scram.ts';
+import type { PoolSecret } from '../auth/pool-passwd.ts';
+import { ProxyError } from '../errors/proxy-error.ts';
+import { SqlState } from '../errors/sqlstate.ts';
+import { describeNode, nodeAddress, type BackendNode } from './node.ts';
+
+/** The authentication methods a backend may ask for, as pg_hba.conf names them. */
+export type AuthMethod = 'trust' | 'password' | 'md5' | 'scram-sha-256';
+
+/** What pgrouter knows of the user's secret when a backend asks it to authenticate. */
+export interface BackendCredentials {
+  /** The user's pool_passwd entry, if any. */
+  readonly secret: PoolSecret | undefined;
+  /** A cleartext password obtained from the client, when pool_passwd has none. */
+  readonly askPassword?: (() => Promise<string>) | undefined;
+}
+
+export interface ConnectOptions {
+  readonly node: BackendNode;
+  readonly user: string;
+  readonly database: string;
+  /** StartupMessage parameters besides user and database (application_name, options...). */
+  readonly params: ReadonlyMap<string, string>;
+  readonly credentials: BackendCredentials;
+  readonly connectTimeoutMs: number;
+  /** Try TLS first (SSLRequest); go on in the clear if the server declines. */
+  readonly ssl: boolean;
+}
+
+/** A backend refused the startup with an ErrorResponse; `raw` is that message, to relay byte for byte. */
+export class BackendStartupError extends Error {
+  constructor(
+    readonly raw: Buffer,
+    readonly fields: ErrorFields,
+  ) {
+    super(fields.message);
+    this.name = 'BackendStartupError';
+  }
+}
+
+const REPLY_INTEREST = new Uint8Array(256);
+REPLY_INTEREST[Backend.ReadyForQuery] = 1;
+REPLY_INTEREST[Backend.ParameterStatus] = 1;
+REPLY_INTEREST[Backend.ErrorResponse] = 1;
+
+let nextId = 1;
+
+/** Connection life: the pool moves a connection between these; `closed` is final. */
+export type ServerState = 'connecting' | 'idle' | 'leased' | 'resetting' | 'closed';
+
+/** Receives a leased connection's reply stream. */
+export interface ReplySink {
+  /** Raw reply bytes, to forward unchanged. */
+  onReply(conn: ServerConnection, chunk: Buffer): void;
+  /** After a chunk that completed one or more ReadyForQuery. */
+  onReady(conn: ServerConnection): void;
+  /** The backend went away or broke the protocol while leased. */
+  onServerClose(conn: ServerConnection, err: Error | undefined): void;
+}
+
+/**
+ * A backend connection. While leased, every reply chunk is scanned (for ReadyForQuery,
+ * ParameterStatus and ErrorResponse) and handed to the sink unchanged.
+ */
+export class ServerConnection {
+  readonly id = nextId++;
+  readonly node: BackendNode;
+  readonly user: string;
+  readonly database: string;
+  /** The startup parameters this connection was opened with (its RESET values). */
+  readonly startupParams: ReadonlyMap<string, string>;
+  /** Current ParameterStatus values reported by the server. */
+  readonly params = new Map<string, string>();
+  pid = 0;
+  secret = 0;
+  authMethod: AuthMethod = 'trust';
+  /** Last ReadyForQuery status byte. */
+  txStatus: number = TxStatus.Idle;
+  /** ReadyForQuery messages still owed for requests sent (Query, Sync, FunctionCall). */
+  owed = 0;
+  state: ServerState = 'connecting';
+  /** Set when the connection must never be reused (protocol error, unexpected close...). */
+  broken = false;
+  /** Set when the last message seen was an ErrorResponse of severity FATAL or PANIC. */
+  sawFatal = false;
+  /** ErrorResponses seen since the connection opened. */
+  errors = 0;
+  readonly createdAt = Date.now();
+  lastUsedAt = Date.now();
+  /** Times this connection has been handed to a session. */
+  leases = 0;
+  sink: ReplySink | null = null;
+  socket!: net.Socket;
+  private readonly scanner = new ReplyScanner(REPLY_INTEREST);
+  private readyCount = 0;
+  /** Called when an idle (pooled) connection closes, so the pool can forget it. */
+  onIdleClose: ((c: ServerConnection) => void) | null = null;
+
+  private constructor(o: ConnectOptions) {
+    this.node = o.node;
+    this.user = o.user;
+    this.database = o.database;
+    this.startupParams = new Map(o.params);
+  }
+
+  /** `S-7 node1` log prefix. */
+  get tag(): string {
+    return `S-${this.id} node${this.node.id}`;
+  }
+
+  /** Opens and authenticates a new connection; resolves at its first ReadyForQuery. */
+  static async open(o: ConnectOptions): Promise<ServerConnection> {
+    const c = new ServerConnection(o);
+    await c.start(o);
+    return c;
+  }
+
+  private async start(o: ConnectOptions): Promise<void> {
+    let sock = await connectSocket(o.node, o.connectTimeoutMs);
+    try {
+      if (o.ssl && !o.node.unix) sock = await negotiateTls(sock, o.node, o.connectTimeoutMs);
+      this.socket = sock;
+      const startup: Record<string, string> = { user: o.user, database: o.database };
+      for (const [k, v] of o.params) startup[k] = v;
+      sock.write(w.startupMessage(startup));
+      await this.authenticate(o);
+    } catch (e) {
+      sock.destroy();
+      throw e;
+    }
+  }
+
+  /** Runs the startup exchange up to the first ReadyForQuery. */
+  private authenticate(o: ConnectOptions): Promise<void> {
+    const sock = this.socket;
+    return new Promise<void>((resolve, reject) => {
+      const framer = new Framer(() => 0x3fffffff);
+      let scram: ScramClientSession | null = null;
+      let done = false;
+      const timer = setTimeout(() => fail(connError(o.node, 'timeout expired during authentication')), o.connectTimeoutMs);
+      const fail = (e: Error): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        sock.off('data', onData);
+        reject(e);
+      };
+      const secretFor = async (): Promise<string> => {
+        const s = o.credentials.secret;
+        if (s?.kind === 'plain') return s.password;
+        if (o.credentials.askPassword) return o.credentials.askPassword();
+        throw new ProxyError(
+          SqlState.INVALID_PASSWORD,
+          s?.kind === 'unusable' ? s.reason : `no usable password for user "${o.user}" in pool_passwd`,
+          'FATAL',
+          `${describeNode(o.node)} asked for a password and pool_passwd has no plain-text or AES entry for this user`,
+        );
+      };
+      const onMessage = async (type: number, buf: Buffer, start: number, end: number): Promise<void> => {
+        switch (type) {
+          case Backend.Authentication: {
+            const code = buf.readInt32BE(start + 5);
+            if (code === AuthCode.Ok) return;
+            if (code === AuthCode.CleartextPassword) {
+              this.authMethod = 'password';
+              sock.write(w.passwordMessage(await secretFor()));
+            } else if (code === AuthCode.MD5Password) {
+              this.authMethod = 'md5';
+              const salt = Buffer.from(buf.subarray(start + 9, start + 13));
+              const s = o.credentials.secret;
+              const hash = s?.kind === 'md5' ? s.hash : md5PasswordHash(await secretFor(), o.user);
+              sock.write(w.passwordMessage(md5Response(hash, salt)));
+            } else if (code === AuthCode.SASL) {
+              this.authMethod = 'scram-sha-256';
+              const mechs = buf.toString('utf8', start + 9, end).split('\0');
+              if (!mechs.includes('SCRAM-SHA-256'))
+                throw connError(o.node, `server offered no supported SASL mechanism (${mechs.filter(Boolean).join(', ')})`);
+              scram = new ScramClientSession(await secretFor());
+              sock.write(w.saslInitialResponse('SCRAM-SHA-256', scram.clientFirst()));
+            } else if (code === AuthCode.SASLContinue && scram) {
+              sock.write(w.saslResponse(scram.handleServerFirst(buf.toString('utf8', start + 9, end))));
+            } else if (code === AuthCode.SASLFinal && scram) {
+              scram.handleServerFinal(buf.toString('utf8', start + 9, end));
+            } else {
+              throw connError(o.node, `unsupported authentication request ${code} from server`);
+            }
+            return;
+          }
+          case Backend.ParameterStatus: {
+            const kv = decodeParameterStatus(buf, start, end);
+            if (kv) this.params.set(kv[0], kv[1]);
+            return;
+          }
+          case Backend.BackendKeyData:
+            this.pid = buf.readInt32BE(start + 5);
+            this.secret = buf.readInt32BE(start + 9);
+            return;
+          case Backend.ReadyForQuery:
+            this.txStatus = buf[start + 5]!;
+            done = true;
+            clearTimeout(timer);
+            sock.off('data', onData);
+            this.attach();
+            resolve();
+            return;
+          case Backend.ErrorResponse: {
+            const raw = Buffer.from(buf.subarray(start, end));
+            fail(new BackendStartupError(raw, decodeErrorFields(raw, 0, raw.length)));
+            return;
+          }
+          default:
+            return; // NoticeResponse, NegotiateProtocolVersion: nothing to do
+        }
+      };
+      // Messages are handled strictly in order, even though answering one may need an await.
+      let chain = Promise.resolve();
+      const onData = (chunk: Buffer): void => {
+        try {
+          framer.feed(chunk, (t, b, s, e) => {
+            const copy = Buffer.from(b.subarray(s, e));
+            chain = chain.then(() => (done ? undefined : onMessage(t, copy, 0, copy.length))).catch(fail);
+          });
+        } catch (e) {
+          fail(e as Error);
+        }
+      };
+      sock.on('data', onData);
+      sock.once('close', () => fail(connError(o.node, 'server closed the connection during startup')));
+      sock.once('error', (e) => fail(connError(o.node, e.message)));
+    });
+  }
+
+  /** Switches the socket to the streaming reply path. */
+  private attach(): void {
+    const sock = this.socket;
+    sock.removeAllListeners('close');
+    sock.removeAllListeners('error');
+    sock.on('data', (chunk: Buffer) => this.onData(chunk));
+    sock.on('error', () => {
+      this.broken = true;
+    });
+    sock.on('close', () => this.onClose());
+  }
+
+  private onData(chunk: Buffer): void {
+    this.readyCount = 0;
+    try {
+      this.scanner.scan(chunk, this.onMessage);
+    } catch (e) {
+      this.broken = true;
+      this.socket.destroy();
+      this.sink?.onServerClose(this, e as Error);
+      return;
+    }
+    const sink = this.sink;
+    if (sink === null) {
+      // Bytes from an idle backend (a FATAL before shutdown, say): it cannot be reused.
+      if (this.state === 'idle') {
+        this.broken = true;
+        this.socket.destroy();
+      }
+      return;
+    }
+    sink.onReply(this, chunk);
+    if (this.readyCount > 0) sink.onReady(this);
+  }
+
+  private readonly onMessage = (type: number, buf: Buffer, start: number, end: number): void => {
+    if (type === Backend.ReadyForQuery) {
+      this.txStatus = buf[start + 5]!;
+      if (this.owed > 0) this.owed--;
+      this.readyCount++;
+      this.sawFatal = false;
+    } else if (type === Backend.ParameterStatus) {
+      const kv = decodeParameterStatus(buf, start, end);
+      if (kv) this.params.set(kv[0], kv[1]);
+    } else if (type === Backend.ErrorResponse) {
+      this.errors++;
+      const f = decodeErrorFields(buf, start, end);
+      this.sawFatal = f.severity === 'FATAL' || f.severity === 'PANIC';
+      if (this.sawFatal) this.broken = true;
+    }
+  };
+
+  private onClose(): void {
+    const wasIdle = this.state === 'idle';
+    this.state = 'closed';
+    this.broken = true;
+    if (wasIdle) this.onIdleClose?.(this);
+    else this.sink?.onServerClose(this, undefined);
+  }
+
+  /** Sends bytes towards the backend. Returns false when the socket's buffer is full. */
+  write(buf: Buffer): boolean {
+    return this.socket.write(buf);
+  }
+
+  /** Closes the connection politely (Terminate) or at once. */
+  close(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.broken = true;
+    this.sink = null;
+    if (!this.socket.destroyed) {
+      this.socket.end(w.terminate());
+      this.socket.destroySoon?.();
+      setTimeout(() => this.socket.destroy(), 1000).unref();
+    }
+  }
+}
+
+function connError(node: BackendNode, why: string): ProxyError {
+  return new ProxyError(
+    SqlState.CONNECTION_FAILURE,
+    `could not connect to backend ${describeNode(node)}: ${why}`,
+    'FATAL',
+  );
+}
+
+/** Opens the TCP or Unix socket, with TCP_NODELAY, within the timeout. */
+function connectSocket(node: BackendNode, timeoutMs: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ ...nodeAddress(node), noDelay: true } as net.NetConnectOpts);
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(connError(node, `timeout expired after ${timeoutMs} ms`));
+    }, timeoutMs);
+    sock.once('connect', () => {
+      clearTimeout(timer);
+      sock.removeAllListeners('error');
+      sock.setNoDelay(true);
+      sock.setKeepAlive(true, 30_000);
+      resolve(sock);
+    });
+    sock.once('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(connError(node, e.code === 'ECONNREFUSED' ? 'connection refused' : e.code === 'ENOTFOUND' ? `could not translate host name "${node.host}" to address` : e.message));
+    });
+  });
+}
+
+/** Sends SSLRequest; upgrades to TLS on 'S', stays in the clear on 'N'. */
+function negotiateTls(sock: net.Socket, node: BackendNode, timeoutMs: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(connError(node, 'timeout during SSL negotiation')), timeoutMs);
+    sock.once('data', (b: Buffer) => {
+      clearTimeout(timer);
+      if (b[0] === 0x4e) return resolve(sock); // 'N'
+      if (b[0] !== 0x53) return reject(connError(node, 'invalid response to SSL negotiation'));
+      // Like libpq's sslmode=require: encrypt, do not verify the certificate.
+      const t = tls.connect({ socket: sock, rejectUnauthorized: false, servername: net.isIP(node.host) ? undefined as unknown as string : node.host });
+      t.once('secureConnect', () => {
+        t.setNoDelay(true);
+        resolve(t);
+      });
+      t.once('error', (e) => reject(connError(node, `SSL error: ${e.message}`)));
+    });
+    sock.write(w.sslRequest());
+  });
+}
+
+/** Sends a CancelRequest for this backend's BackendKeyData over a new connection. */
+export function sendCancel(conn: ServerConnection, timeoutMs: number): void {
+  const sock = net.connect({ ...nodeAddress(conn.node) } as net.NetConnectOpts);
+  const t = setTimeout(() => sock.destroy(), timeoutMs);
+  t.unref();
+  sock.once('connect', () => sock.end(w.cancelRequest(conn.pid, conn.secret)));
+  sock.on('error', () => sock.destroy());
+  sock.on('close', () => clearTimeout(t));
+}
+
+/** Random 32-bit value for pgrouter's own BackendKeyData secrets. */
+export function randomInt32(): number {
+  return randomBytes(4).readInt32BE(0);
+}

@@ -1,0 +1,140 @@
+// The `pgrouter` command line: run the proxy (`pgrouter -f pgpool.conf`), check a
+// configuration (`pgrouter check-config -f FILE`), --help and --version. Signals: SIGTERM
+// drains, SIGINT stops at once.
+
+import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { pino, type Logger } from 'pino';
+import { loadConfig, type Config } from './config/load.ts';
+import { ConfigError } from './config/parse.ts';
+import { Proxy } from './main.ts';
+
+const HELP = `pgrouter: a PostgreSQL query router and connection pooler (a drop-in for Pgpool-II)
+
+Usage:
+  pgrouter [options]                  run the proxy
+  pgrouter check-config [options]     check the configuration and exit
+
+Options:
+  -f, --config-file FILE   pgpool.conf-style configuration (default: ./pgpool.conf if it exists)
+  -a, --hba-file FILE      pool_hba.conf (with enable_pool_hba = on)
+  -k, --key-file FILE      AES key for pool_passwd entries (default: $PGPOOLKEYFILE, ~/.pgpoolkey)
+  -d, --debug              log at debug level
+  -n, --nodaemon           accepted for Pgpool-II compatibility (pgrouter never forks)
+  -F, --pcp-file FILE      accepted for Pgpool-II compatibility and ignored
+  -h, --help               show this help
+  -v, --version            show the version
+
+Every parameter can also be set as PGPOOL_PARAMS_<NAME>=<value> in the environment (it wins over
+the file). Signals: SIGTERM drains (sessions end between transactions, up to drain_timeout),
+SIGINT closes at once, SIGHUP is logged (reload arrives with the configuration work).
+`;
+
+export function version(): string {
+  const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function makeLogger(level: string): Logger {
+  return pino({
+    level,
+    base: { pid: process.pid },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label) => ({ level: label }) },
+  });
+}
+
+function load(values: { 'config-file'?: string | undefined; 'hba-file'?: string | undefined }): Config {
+  const overrides: Record<string, string> = {};
+  if (values['hba-file']) overrides['pool_hba_file'] = values['hba-file'];
+  let file = values['config-file'];
+  if (file === undefined) {
+    try {
+      readFileSync('pgpool.conf');
+      file = 'pgpool.conf';
+    } catch {
+      file = undefined;
+    }
+  }
+  return loadConfig({ file, env: process.env, overrides });
+}
+
+/** Runs the command line; resolves with the exit code (the proxy itself resolves only when stopped). */
+export async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        'config-file': { type: 'string', short: 'f' },
+        'hba-file': { type: 'string', short: 'a' },
+        'key-file': { type: 'string', short: 'k' },
+        'pcp-file': { type: 'string', short: 'F' },
+        debug: { type: 'boolean', short: 'd' },
+        nodaemon: { type: 'boolean', short: 'n' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+      },
+    });
+  } catch (e) {
+    process.stderr.write(`pgrouter: ${(e as Error).message}\nTry "pgrouter --help".\n`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (values.version) {
+    process.stdout.write(`pgrouter ${version()}\n`);
+    return 0;
+  }
+  const command = positionals[0] ?? 'run';
+  if (command !== 'run' && command !== 'check-config') {
+    process.stderr.write(`pgrouter: unknown command "${command}"\nTry "pgrouter --help".\n`);
+    return 2;
+  }
+  let config: Config;
+  try {
+    config = load(values);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`pgrouter: configuration is not valid:\n${e.problems.map((p) => `  ${p.file}:${p.line}: ${p.message}`).join('\n')}\n`);
+      return 1;
+    }
+    process.stderr.write(`pgrouter: ${(e as Error).message}\n`);
+    return 1;
+  }
+  if (command === 'check-config') {
+    for (const w of config.warnings) process.stdout.write(`warning: ${w}\n`);
+    process.stdout.write(`configuration OK: ${config.file ?? '(defaults and environment)'}, ${config.backends.length} backend(s)\n`);
+    return 0;
+  }
+  const lm = String(config.settings.log_min_messages);
+  const log = makeLogger(values.debug || lm.startsWith('debug') ? 'debug' : 'info');
+  for (const w of config.warnings) log.warn(w);
+  if (config.backends.length === 0) {
+    log.fatal('no backend is configured (set backend_hostname0)');
+    return 1;
+  }
+  let proxy: Proxy;
+  try {
+    proxy = await Proxy.start(config, { log, keyFile: values['key-file'], env: process.env });
+  } catch (e) {
+    log.fatal({ err: (e as Error).message }, 'could not start');
+    return 1;
+  }
+  return new Promise<number>((resolve) => {
+    process.once('SIGTERM', () => {
+      log.info('SIGTERM received: draining');
+      void proxy.drain(config.settings.drain_timeout).then(() => resolve(0));
+    });
+    process.once('SIGINT', () => {
+      log.info('SIGINT received: stopping');
+      void proxy.stop().then(() => resolve(0));
+    });
+    process.on('SIGHUP', () => log.info('SIGHUP received: configuration reload is not implemented yet'));
+  });
+}

@@ -1,0 +1,39 @@
+// pgrouter's own BackendKeyData: each client session gets a (pid, secret) pair of its own, and
+// a CancelRequest carrying that pair is passed on to the backend connections the session is
+// using, with their real keys.
+
+import { randomInt32 } from '../backend/connection.ts';
+
+/** What a session offers to the cancel path. */
+export interface Cancellable {
+  readonly secret: number;
+  cancel(): void;
+}
+
+export class CancelRegistry {
+  private readonly sessions = new Map<number, Cancellable>();
+  private next = (randomInt32() & 0x3fffffff) | 1;
+
+  /** A fresh pid-like key for a new session (never 0, never reused while in use). */
+  allocate(): { pid: number; secret: number } {
+    do this.next = this.next >= 0x7ffffffe ? 1 : this.next + 1;
+    while (this.sessions.has(this.next));
+    return { pid: this.next, secret: randomInt32() };
+  }
+
+  add(pid: number, s: Cancellable): void {
+    this.sessions.set(pid, s);
+  }
+
+  remove(pid: number): void {
+    this.sessions.delete(pid);
+  }
+
+  /** Cancels the session's running statement if the key matches; false when it does not. */
+  cancel(pid: number, secret: number): boolean {
+    const s = this.sessions.get(pid);
+    if (!s || s.secret !== secret) return false;
+    s.cancel();
+    return true;
+  }
+}

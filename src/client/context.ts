@@ -1,0 +1,40 @@
+// What a client session needs from the running proxy: settings snapshot, pool, cluster view,
+// secrets, admission and cancel registries. main.ts builds it; sessions only read it.
+
+import type tls from 'node:tls';
+import type { Logger } from 'pino';
+import type { PoolPasswd } from '../auth/pool-passwd.ts';
+import type { Pool } from '../pool/pool.ts';
+import type { ClusterView } from '../pool/cluster.ts';
+import type { Admission } from './admission.ts';
+import type { CancelRegistry } from './cancel-registry.ts';
+import type { HbaFile } from './hba.ts';
+
+/** The settings a session reads, in the units it uses. */
+export interface SessionSettings {
+  /** Seconds a client has to finish authentication (authentication_timeout; 0: no limit). */
+  readonly authenticationTimeout: number;
+  /** Seconds a client may sit idle between requests (client_idle_limit; 0: no limit). */
+  readonly clientIdleLimit: number;
+  /** allow_clear_text_frontend_auth: ask a cleartext password when pool_passwd has no entry. */
+  readonly allowClearTextFrontendAuth: boolean;
+  readonly connectTimeoutMs: number;
+}
+
+export interface ProxyContext {
+  readonly log: Logger;
+  readonly pool: Pool;
+  readonly admission: Admission;
+  readonly cancels: CancelRegistry;
+  settings(): SessionSettings;
+  cluster(): ClusterView;
+  passwd(): PoolPasswd | undefined;
+  /** pool_hba.conf when enable_pool_hba is on. */
+  hba(): HbaFile | undefined;
+  /** Server-side TLS when ssl is on. */
+  tls(): tls.SecureContext | undefined;
+  /** True once SIGTERM has started a drain. */
+  draining(): boolean;
+  /** Called when a session ends. */
+  sessionEnded(s: unknown): void;
+}

@@ -1,0 +1,458 @@
+// One client session: the startup packet (SSL, cancel, protocol version), admission,
+// authentication, then the data path — client frames to the leased backend connection,
+// replies streamed back unchanged — and a clean release of the lease when the client leaves.
+
+import net from 'node:net';
+import tls from 'node:tls';
+import { Frontend, FRONTEND_TYPES, LARGE_FRONTEND_TYPES, MessageLimit, TxStatus } from '../protocol/codes.ts';
+import { Framer, FrameError } from '../protocol/framer.ts';
+import { decodeStartupPacket } from '../protocol/startup.ts';
+import * as w from '../protocol/writer.ts';
+import { BackendStartupError, sendCancel, type ReplySink, type ServerConnection } from '../backend/connection.ts';
+import { describeNode } from '../backend/node.ts';
+import { ProxyError } from '../errors/proxy-error.ts';
+import { SqlState } from '../errors/sqlstate.ts';
+import type { Release } from './admission.ts';
+import { authenticateClient, type ClientAuthMethod, type ClientChannel } from './authenticate.ts';
+import type { ProxyContext } from './context.ts';
+import type { Logger } from 'pino';
+
+let nextSessionId = 1;
+
+const frontendLimit = (type: number): number => (LARGE_FRONTEND_TYPES.has(type) ? MessageLimit.large : MessageLimit.small);
+
+type Phase = 'startup' | 'auth' | 'ready' | 'closed';
+
+export class Session implements ReplySink, ClientChannel {
+  readonly id = nextSessionId++;
+  private sock: net.Socket;
+  private phase: Phase = 'startup';
+  private readonly log: Logger;
+  private ssl = false;
+  user = '';
+  database = '';
+  pid = 0;
+  secret = 0;
+  private startupBytes: Buffer = Buffer.alloc(0);
+  private readonly framer = new Framer(frontendLimit);
+  private inbox: Buffer[] = [];
+  private waiter: { resolve: (m: Buffer) => void; reject: (e: Error) => void } | null = null;
+  /** The backend connection this session holds (session pooling: for its whole life). */
+  private server: ServerConnection | null = null;
+  private releaseSlot: Release | null = null;
+  private readonly abort = new AbortController();
+  private authTimer: NodeJS.Timeout | null = null;
+  /** When the session last finished a request or received bytes (client_idle_limit). */
+  lastActivity = Date.now();
+  readonly startedAt = Date.now();
+  // The run of consecutive client frames not yet written to the backend.
+  private runBuf: Buffer | null = null;
+  private runStart = 0;
+  private runEnd = 0;
+  private terminated = false;
+  private clientBlocked = false;
+
+  constructor(
+    sock: net.Socket,
+    private readonly ctx: ProxyContext,
+    private readonly local: boolean,
+  ) {
+    this.sock = sock;
+    sock.setNoDelay(true);
+    this.log = ctx.log.child({ conn: `C-${this.id}`, client: this.peer() });
+    this.listen(sock);
+    const t = ctx.settings().authenticationTimeout;
+    if (t > 0)
+      this.authTimer = setTimeout(() => {
+        this.fail(new ProxyError(SqlState.QUERY_CANCELED, 'canceling authentication due to timeout', 'FATAL'));
+      }, t * 1000);
+  }
+
+  private isClosed(): boolean {
+    return this.phase === 'closed';
+  }
+
+  private peer(): string {
+    return this.local ? '[local]' : `${this.sock.remoteAddress}:${this.sock.remotePort}`;
+  }
+
+  private listen(sock: net.Socket): void {
+    sock.on('data', this.onData);
+    sock.on('error', (e) => {
+      this.log.debug({ err: e.message }, 'client socket error');
+      this.close();
+    });
+    sock.on('close', () => this.close());
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    try {
+      if (this.phase === 'ready') {
+        this.lastActivity = Date.now();
+        this.framer.feed(chunk, this.onFrame);
+        this.flushRun();
+      } else if (this.phase === 'startup') this.onStartupBytes(chunk);
+      else if (this.phase === 'auth') this.framer.feed(chunk, this.onAuthFrame);
+    } catch (e) {
+      if (e instanceof FrameError) this.fail(new ProxyError(SqlState.PROTOCOL_VIOLATION, e.message, 'FATAL'));
+      else this.fail(e as Error);
+    }
+  };
+
+  // ---- startup phase ----
+
+  private onStartupBytes(chunk: Buffer): void {
+    this.startupBytes = this.startupBytes.length === 0 ? chunk : Buffer.concat([this.startupBytes, chunk]);
+    const b = this.startupBytes;
+    if (b.length < 4) return;
+    const len = b.readInt32BE(0);
+    if (len < 8 || len > MessageLimit.startup) {
+      this.fail(new ProxyError(SqlState.PROTOCOL_VIOLATION, 'invalid length of startup packet', 'FATAL'));
+      return;
+    }
+    if (b.length < len) return;
+    const pkt = b.subarray(0, len);
+    const rest = b.subarray(len);
+    this.startupBytes = Buffer.alloc(0);
+    this.sock.pause();
+    this.onStartupPacket(Buffer.from(pkt), rest).catch((e) => this.fail(e as Error));
+  }
+
+  private async onStartupPacket(pkt: Buffer, rest: Buffer): Promise<void> {
+    const p = decodeStartupPacket(pkt);
+    switch (p.kind) {
+      case 'invalid':
+        throw new ProxyError(SqlState.PROTOCOL_VIOLATION, p.reason, 'FATAL');
+      case 'cancel':
+        this.ctx.cancels.cancel(p.pid, p.secret);
+        this.close();
+        return;
+      case 'gssenc':
+        this.sock.write(Buffer.from('N'));
+        this.sock.resume();
+        return;
+      case 'ssl': {
+        const context = this.ctx.tls();
+        if (!context || this.ssl || this.local) {
+          this.sock.write(Buffer.from('N'));
+          this.sock.resume();
+          return;
+        }
+        if (rest.length > 0)
+          throw new ProxyError(SqlState.PROTOCOL_VIOLATION, 'received unencrypted data after SSL request', 'FATAL');
+        this.sock.write(Buffer.from('S'));
+        this.upgradeTls(context);
+        return;
+      }
+      case 'startup':
+        await this.onStartup(p.major, p.minor, p.params, rest);
+        return;
+    }
+  }
+
+  private upgradeTls(context: tls.SecureContext): void {
+    const raw = this.sock;
+    raw.removeAllListeners('data');
+    raw.removeAllListeners('error');
+    raw.removeAllListeners('close');
+    const t = new tls.TLSSocket(raw, { isServer: true, secureContext: context });
+    this.sock = t;
+    this.ssl = true;
+    this.listen(t);
+    raw.on('error', () => this.close());
+    raw.resume();
+  }
+
+  private async onStartup(major: number, minor: number, params: Map<string, string>, rest: Buffer): Promise<void> {
+    if (major !== 3)
+      throw new ProxyError(
+        SqlState.FEATURE_NOT_SUPPORTED,
+        `unsupported frontend protocol ${major}.${minor}: server supports 3.0 to 3.0`,
+        'FATAL',
+      );
+    const unrecognized = [...params.keys()].filter((k) => k.startsWith('_pq_.'));
+    for (const k of unrecognized) params.delete(k);
+    if (minor > 0 || unrecognized.length > 0) this.sock.write(w.negotiateProtocolVersion(0, unrecognized));
+    const user = params.get('user');
+    if (!user)
+      throw new ProxyError(SqlState.INVALID_AUTHORIZATION_SPECIFICATION, 'no PostgreSQL user name specified in startup packet', 'FATAL');
+    if (params.has('replication'))
+      throw new ProxyError(SqlState.FEATURE_NOT_SUPPORTED, 'replication connections are not supported through pgrouter', 'FATAL');
+    this.user = user;
+    this.database = params.get('database') || user;
+    params.delete('user');
+    params.delete('database');
+    if (this.ctx.draining())
+      throw new ProxyError(SqlState.CANNOT_CONNECT_NOW, 'pgrouter is shutting down', 'FATAL');
+
+    this.phase = 'auth';
+    if (rest.length > 0) this.framer.feed(rest, this.onAuthFrame);
+    this.sock.resume();
+    this.releaseSlot = await this.ctx.admission.acquire(this.abort.signal);
+    if (this.isClosed()) return this.releaseSlot();
+    await this.authenticateAndLease(params);
+  }
+
+  // ---- authentication phase ----
+
+  private readonly onAuthFrame = (_type: number, buf: Buffer, start: number, end: number): void => {
+    const m = Buffer.from(buf.subarray(start, end));
+    if (this.waiter) {
+      const wt = this.waiter;
+      this.waiter = null;
+      wt.resolve(m);
+    } else this.inbox.push(m);
+  };
+
+  /** ClientChannel: the next message during authentication. */
+  next(): Promise<Buffer> {
+    const m = this.inbox.shift();
+    if (m) return Promise.resolve(m);
+    return new Promise((resolve, reject) => {
+      this.waiter = { resolve, reject };
+    });
+  }
+
+  send(buf: Buffer): void {
+    if (!this.sock.destroyed) this.sock.write(buf);
+  }
+
+  private async authenticateAndLease(params: Map<string, string>): Promise<void> {
+    const ctx = this.ctx;
+    const settings = ctx.settings();
+    const primary = ctx.cluster().primary;
+    if (!primary) throw new ProxyError(SqlState.CONNECTION_FAILURE, 'no primary node is available', 'FATAL');
+    const secret = ctx.passwd()?.get(this.user);
+    const verifyLater = settings.allowClearTextFrontendAuth && (secret === undefined || secret.kind === 'unusable');
+    const hba = ctx.hba();
+    let clientPassword: string | undefined;
+    let authenticated = false;
+    if (hba) {
+      const method = hba.match({
+        local: this.local,
+        ssl: this.ssl,
+        address: this.sock.remoteAddress ?? '',
+        database: this.database,
+        user: this.user,
+      });
+      if (method === undefined)
+        throw new ProxyError(
+          SqlState.INVALID_AUTHORIZATION_SPECIFICATION,
+          `no pool_hba.conf entry for host "${this.local ? '[local]' : this.sock.remoteAddress}", user "${this.user}", database "${this.database}", ${this.ssl ? 'SSL encryption' : 'no encryption'}`,
+          'FATAL',
+        );
+      clientPassword = (await authenticateClient(this, method, this.user, secret, verifyLater)).password;
+      authenticated = true;
+    }
+    let conn: ServerConnection;
+    try {
+      conn = await ctx.pool.lease({
+        node: primary,
+        user: this.user,
+        database: this.database,
+        params,
+        // Without a usable pool_passwd entry, only the backend can check the client's password:
+        // never hand such a client a cached connection.
+        fresh: verifyLater,
+        credentials: {
+          secret,
+          askPassword:
+            clientPassword !== undefined
+              ? async () => clientPassword!
+              : verifyLater
+                ? async () => {
+                    clientPassword = (await authenticateClient(this, 'password', this.user, secret, true)).password;
+                    authenticated = true;
+                    return clientPassword!;
+                  }
+                : undefined,
+        },
+      });
+    } catch (e) {
+      if (e instanceof BackendStartupError) {
+        this.log.info({ node: primary.id, code: e.fields.code }, `backend refused the session: ${e.fields.message}`);
+        this.sendAndClose(e.raw);
+        return;
+      }
+      throw e;
+    }
+    if (this.isClosed()) {
+      ctx.pool.release(conn);
+      return;
+    }
+    this.server = conn;
+    conn.sink = this;
+    if (!authenticated) await authenticateClient(this, conn.authMethod as ClientAuthMethod, this.user, secret, verifyLater);
+    if (this.isClosed()) return;
+    this.becomeReady(conn);
+  }
+
+  private becomeReady(conn: ServerConnection): void {
+    if (this.authTimer) clearTimeout(this.authTimer);
+    this.authTimer = null;
+    const keys = this.ctx.cancels.allocate();
+    this.pid = keys.pid;
+    this.secret = keys.secret;
+    this.ctx.cancels.add(this.pid, this);
+    const parts: Buffer[] = [w.authenticationOk()];
+    for (const [k, v] of conn.params) parts.push(w.parameterStatus(k, v));
+    parts.push(w.backendKeyData(this.pid, this.secret), w.readyForQuery(conn.txStatus));
+    this.sock.write(Buffer.concat(parts));
+    this.phase = 'ready';
+    this.lastActivity = Date.now();
+    this.log.debug({ user: this.user, database: this.database, server: conn.tag, reused: conn.leases > 1 }, 'session ready');
+    // Anything the client pipelined behind its last authentication message.
+    const queued = this.inbox;
+    this.inbox = [];
+    for (const m of queued) this.onFrame(m[0]!, m, 0, m.length);
+    this.flushRun();
+  }
+
+  // ---- data path ----
+
+  private readonly onFrame = (type: number, buf: Buffer, start: number, end: number): void => {
+    if (this.terminated) return;
+    const server = this.server;
+    if (server === null) return;
+    if (type === Frontend.Terminate) {
+      this.flushRun();
+      this.terminated = true;
+      this.close();
+      return;
+    }
+    if (!FRONTEND_TYPES.has(type)) {
+      this.flushRun();
+      this.terminated = true;
+      this.fail(new ProxyError(SqlState.PROTOCOL_VIOLATION, `invalid frontend message type ${type}`, 'FATAL'));
+      return;
+    }
+    if (type === Frontend.Query || type === Frontend.Sync || type === Frontend.FunctionCall) server.owed++;
+    if (this.runBuf === buf && this.runEnd === start) {
+      this.runEnd = end;
+    } else {
+      this.flushRun();
+      this.runBuf = buf;
+      this.runStart = start;
+      this.runEnd = end;
+    }
+  };
+
+  private flushRun(): void {
+    const buf = this.runBuf;
+    if (buf === null) return;
+    this.runBuf = null;
+    const server = this.server;
+    if (server === null) return;
+    const out = this.runStart === 0 && this.runEnd === buf.length ? buf : buf.subarray(this.runStart, this.runEnd);
+    if (!server.write(out) && !this.clientBlocked) {
+      // The backend is not keeping up (a large COPY FROM): stop reading the client until it drains.
+      this.clientBlocked = true;
+      this.sock.pause();
+      server.socket.once('drain', () => {
+        this.clientBlocked = false;
+        if (this.phase === 'ready') this.sock.resume();
+      });
+    }
+  }
+
+  /** ReplySink: forward a reply chunk unchanged, pausing the backend when the client is slow. */
+  onReply(conn: ServerConnection, chunk: Buffer): void {
+    if (this.sock.write(chunk)) return;
+    if (conn.socket.isPaused()) return;
+    conn.socket.pause();
+    this.sock.once('drain', () => {
+      if (conn.sink === this) conn.socket.resume();
+    });
+  }
+
+  onReady(conn: ServerConnection): void {
+    if (conn.owed !== 0) return;
+    this.lastActivity = Date.now();
+    if (this.ctx.draining() && conn.txStatus === TxStatus.Idle) this.shutdown();
+  }
+
+  onServerClose(conn: ServerConnection, err: Error | undefined): void {
+    if (this.phase === 'closed') return;
+    this.log.warn({ server: conn.tag, err: err?.message }, 'backend connection closed during the session');
+    if (conn === this.server) this.server = null;
+    if (conn.sawFatal) this.close();
+    else
+      this.fail(
+        new ProxyError(
+          SqlState.CONNECTION_FAILURE,
+          `backend ${describeNode(conn.node)} closed the connection unexpectedly`,
+          'FATAL',
+        ),
+      );
+  }
+
+  /** Cancellable: cancel what the session's backends are running. */
+  cancel(): void {
+    const s = this.server;
+    if (s && s.owed > 0) sendCancel(s, this.ctx.settings().connectTimeoutMs);
+  }
+
+  /** The maintenance tick: enforces client_idle_limit. */
+  tick(now: number, idleLimit: number): void {
+    if (this.phase !== 'ready' || idleLimit <= 0) return;
+    const s = this.server;
+    if (s && s.owed > 0) return;
+    if (now - this.lastActivity >= idleLimit * 1000)
+      this.fail(
+        new ProxyError(SqlState.IDLE_SESSION_TIMEOUT, 'terminating connection due to idle-session timeout', 'FATAL', `client_idle_limit is ${idleLimit} s`),
+      );
+  }
+
+  /** Drain: end the session now if it is between transactions, else at its next ReadyForQuery 'I'. */
+  drainIfIdle(): void {
+    if (this.phase !== 'ready') return;
+    const s = this.server;
+    if (!s || (s.owed === 0 && s.txStatus === TxStatus.Idle)) this.shutdown();
+  }
+
+  /** Ends the session with 57P01, as PostgreSQL does on a shutdown. */
+  shutdown(): void {
+    this.fail(new ProxyError(SqlState.ADMIN_SHUTDOWN, 'terminating connection due to administrator command', 'FATAL'));
+  }
+
+  /** Sends an ErrorResponse for `e` (FATAL ends the session) and closes. */
+  fail(e: Error): void {
+    if (this.phase === 'closed') return;
+    if (e instanceof ProxyError) {
+      this.log.info({ code: e.code, user: this.user || undefined }, e.message);
+      this.sendAndClose(w.errorResponse({ severity: e.severity, code: e.code, message: e.message, detail: e.detail, hint: e.hint }));
+    } else {
+      this.log.error({ err: e.message, stack: e.stack }, 'session failed');
+      this.sendAndClose(w.errorResponse({ severity: 'FATAL', code: SqlState.INTERNAL_ERROR, message: 'internal error in pgrouter' }));
+    }
+  }
+
+  private sendAndClose(msg: Buffer): void {
+    if (!this.sock.destroyed && this.sock.writable) this.sock.end(msg);
+    this.close();
+  }
+
+  /** Ends the session: gives the backend connection back to the pool and frees the slot. */
+  close(): void {
+    if (this.phase === 'closed') return;
+    this.phase = 'closed';
+    this.abort.abort();
+    if (this.authTimer) clearTimeout(this.authTimer);
+    if (this.waiter) this.waiter.reject(new Error('client went away'));
+    this.waiter = null;
+    if (this.pid) this.ctx.cancels.remove(this.pid);
+    const s = this.server;
+    this.server = null;
+    if (s) {
+      if (s.socket.isPaused()) s.socket.resume();
+      this.ctx.pool.release(s);
+    }
+    this.releaseSlot?.();
+    this.releaseSlot = null;
+    if (!this.sock.destroyed) {
+      this.sock.end();
+      setTimeout(() => this.sock.destroy(), 5000).unref();
+    }
+    this.ctx.sessionEnded(this);
+  }
+}

@@ -1,0 +1,205 @@
+// Assembles a running pgrouter from a loaded configuration: pool_passwd, pool_hba.conf, TLS,
+// the cluster view, the pool, admission, listeners and the maintenance tick; and takes it
+// apart again (drain on SIGTERM, immediate stop on SIGINT).
+
+import { readFileSync, existsSync } from 'node:fs';
+import tls from 'node:tls';
+import type net from 'node:net';
+import type { Logger } from 'pino';
+import type { Config } from './config/load.ts';
+import { PoolPasswd, findPoolKeyFile } from './auth/pool-passwd.ts';
+import { HbaFile } from './client/hba.ts';
+import { Admission } from './client/admission.ts';
+import { CancelRegistry } from './client/cancel-registry.ts';
+import type { ProxyContext, SessionSettings } from './client/context.ts';
+import { Listeners } from './client/listener.ts';
+import { Session } from './client/session.ts';
+import { ClusterView, type ClusterNode } from './pool/cluster.ts';
+import { Pool, type PoolOptions } from './pool/pool.ts';
+
+export interface StartOptions {
+  readonly log: Logger;
+  /** Pgpool-II's -k: the AES key file for pool_passwd. */
+  readonly keyFile?: string | undefined;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+function list(v: string | readonly string[]): string[] {
+  return (typeof v === 'string' ? v.split(',') : [...v]).map((s) => s.trim()).filter((s) => s !== '');
+}
+
+function sessionSettings(c: Config): SessionSettings {
+  const s = c.settings;
+  return {
+    authenticationTimeout: s.authentication_timeout,
+    clientIdleLimit: s.client_idle_limit,
+    allowClearTextFrontendAuth: s.allow_clear_text_frontend_auth,
+    connectTimeoutMs: s.connect_timeout > 0 ? s.connect_timeout : 10000,
+  };
+}
+
+function poolOptions(c: Config): PoolOptions {
+  const s = c.settings;
+  return {
+    connectTimeoutMs: s.connect_timeout > 0 ? s.connect_timeout : 10000,
+    ssl: s.ssl,
+    connectionCache: s.connection_cache,
+    resetQueries: [...s.reset_query_list].map((q) => q.trim()).filter(Boolean),
+    maxIdlePerNode: Math.max(1, s.num_init_children * s.max_pool),
+    connectionLifeTime: s.connection_life_time,
+  };
+}
+
+function clusterNodes(c: Config): ClusterNode[] {
+  return c.backends.map((b) => ({
+    id: b.id,
+    host: b.hostname,
+    port: b.port,
+    unix: b.hostname.startsWith('/'),
+    weight: b.weight,
+    alwaysPrimary: b.flag.alwaysPrimary,
+    disallowToFailover: b.flag.disallowToFailover,
+    applicationName: b.applicationName,
+  }));
+}
+
+/** A running proxy. */
+export class Proxy {
+  private readonly listeners = new Listeners();
+  private readonly sessions = new Set<Session>();
+  private readonly tickTimer: NodeJS.Timeout;
+  private draining = false;
+  private readonly pool: Pool;
+  private readonly admission: Admission;
+  private readonly cancels = new CancelRegistry();
+  private passwd: PoolPasswd | undefined;
+  private hba: HbaFile | undefined;
+  private tlsContext: tls.SecureContext | undefined;
+  private cluster: ClusterView;
+  private settings: SessionSettings;
+  readonly ctx: ProxyContext;
+
+  private constructor(
+    private config: Config,
+    private readonly o: StartOptions,
+  ) {
+    this.pool = new Pool(poolOptions(config), o.log);
+    this.admission = new Admission(this.admissionLimits(config));
+    this.cluster = ClusterView.fromNodes(clusterNodes(config));
+    this.settings = sessionSettings(config);
+    this.loadSecrets(config);
+    const self = this;
+    this.ctx = {
+      log: o.log,
+      pool: this.pool,
+      admission: this.admission,
+      cancels: this.cancels,
+      settings: () => self.settings,
+      cluster: () => self.cluster,
+      passwd: () => self.passwd,
+      hba: () => self.hba,
+      tls: () => self.tlsContext,
+      draining: () => self.draining,
+      sessionEnded: (s) => {
+        self.sessions.delete(s as Session);
+      },
+    };
+    this.tickTimer = setInterval(() => this.tick(), 1000);
+    this.tickTimer.unref();
+  }
+
+  private admissionLimits(c: Config) {
+    const s = c.settings;
+    return {
+      maxSessions: s.num_init_children,
+      reservedConnections: s.reserved_connections,
+      maxWaiting: Math.max(1, s.listen_backlog_multiplier * s.num_init_children),
+    };
+  }
+
+  /** Reads pool_passwd, pool_hba.conf and the TLS files named by the configuration. */
+  private loadSecrets(c: Config): void {
+    const s = c.settings;
+    const log = this.o.log;
+    this.passwd = undefined;
+    if (s.pool_passwd !== '') {
+      if (existsSync(s.pool_passwd)) {
+        const keyFile = findPoolKeyFile({ keyFile: this.o.keyFile, env: this.o.env ?? process.env });
+        this.passwd = PoolPasswd.load(s.pool_passwd, keyFile);
+        log.info({ file: s.pool_passwd, users: this.passwd.size }, 'pool_passwd loaded');
+      } else log.warn({ file: s.pool_passwd }, 'pool_passwd file not found: only trust authentication will work');
+    }
+    this.hba = s.enable_pool_hba ? HbaFile.load(s.pool_hba_file) : undefined;
+    this.tlsContext = undefined;
+    if (s.ssl) {
+      if (!s.ssl_cert || !s.ssl_key) throw new Error('ssl is on but ssl_cert or ssl_key is not set');
+      this.tlsContext = tls.createSecureContext({ cert: readFileSync(s.ssl_cert), key: readFileSync(s.ssl_key) });
+    }
+  }
+
+  /** Starts listening. */
+  static async start(config: Config, o: StartOptions): Promise<Proxy> {
+    const p = new Proxy(config, o);
+    const s = config.settings;
+    await p.listeners.open(
+      {
+        addresses: list(s.listen_addresses),
+        port: s.port,
+        socketDirs: list(s.unix_socket_directories),
+        backlog: Math.max(511, s.listen_backlog_multiplier * s.num_init_children),
+      },
+      (sock, local) => p.accept(sock, local),
+    );
+    o.log.info(
+      { addresses: p.listeners.addresses(), backends: config.backends.map((b) => `${b.hostname}:${b.port}`), primary: p.cluster.primaryId },
+      'listening',
+    );
+    return p;
+  }
+
+  private accept(sock: net.Socket, local: boolean): void {
+    if (this.draining) {
+      sock.destroy();
+      return;
+    }
+    this.sessions.add(new Session(sock, this.ctx, local));
+  }
+
+  private tick(): void {
+    const now = Date.now();
+    const idle = this.settings.clientIdleLimit;
+    if (idle > 0) for (const s of this.sessions) s.tick(now, idle);
+    this.pool.tick(now);
+  }
+
+  /** Number of client sessions open. */
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  /**
+   * SIGTERM: stop accepting, end each session at its next point outside a transaction, and
+   * after `timeoutSec` end whatever is left. Resolves when every session is gone.
+   */
+  async drain(timeoutSec: number): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    this.o.log.info({ sessions: this.sessions.size, timeout: timeoutSec }, 'draining');
+    await this.listeners.close();
+    this.admission.refuseWaiting(new Error('shutting down'));
+    for (const s of [...this.sessions]) s.drainIfIdle();
+    const deadline = Date.now() + timeoutSec * 1000;
+    while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await this.stop();
+  }
+
+  /** SIGINT: close everything now. */
+  async stop(): Promise<void> {
+    this.draining = true;
+    clearInterval(this.tickTimer);
+    await this.listeners.close();
+    for (const s of [...this.sessions]) s.shutdown();
+    this.pool.closeAll();
+    this.o.log.info('stopped');
+  }
+}
