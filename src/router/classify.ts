@@ -1,0 +1,78 @@
+// The router's classifier: a cache keyed by statement text, in front of a fast path for the
+// commonest shapes (transaction control, single-table point SELECTs) and the full parse of
+// PostgreSQL's grammar for everything else. The fast path only answers for text whose
+// meaning it can be sure of, and a unit test checks it against the full parse.
+
+import { classifyByParse } from './parse-tree.ts';
+import { classification, type Classification } from './statement.ts';
+
+/** PostgreSQL's reserved key words: they may not stand as bare identifiers on the fast path. */
+const RESERVED = new Set(
+  (
+    'all analyse analyze and any array as asc asymmetric authorization binary both case cast check collate collation ' +
+    'column concurrently constraint create cross current_catalog current_date current_role current_schema current_time ' +
+    'current_timestamp current_user default deferrable desc distinct do else end except false fetch for foreign freeze ' +
+    'from full grant group having ilike in initially inner intersect into is isnull join lateral leading left like limit ' +
+    'localtime localtimestamp natural not notnull null offset on only or order outer overlaps placing primary references ' +
+    'returning right select session_user similar some symmetric table tablesample then to trailing true union unique user ' +
+    'using variadic verbose when where window with between'
+  ).split(' '),
+);
+
+/** An unquoted identifier that is not a reserved key word. */
+const IDENT = `(?!(?:${[...RESERVED].join('|')})(?![a-z0-9_$]))[a-z_][a-z0-9_$]*`;
+const VALUE = `(?:\\$[1-9][0-9]*|-?[0-9]+|'[^'\\\\]*')`;
+const COND = `(${IDENT})\\s*(?:=|<>|!=|<=|>=|<|>)\\s*${VALUE}`;
+/** `SELECT cols FROM [schema.]rel [WHERE col op value [AND ...]] [;]`, case-insensitive. */
+const POINT_SELECT = new RegExp(
+  `^\\s*select\\s+(\\*|${IDENT}(?:\\s*,\\s*${IDENT})*)\\s+from\\s+(${IDENT}(?:\\.${IDENT})?)` +
+    `(?:\\s+where\\s+${COND}(?:\\s+and\\s+${COND})*)?\\s*;?\\s*$`,
+  'i',
+);
+const TX_CONTROL = /^\s*(?:(begin|commit|end|rollback|abort)(?:\s+(?:work|transaction))?|(start)\s+transaction)\s*;?\s*$/i;
+
+/** The fast path: a classification for text it can be sure of, else undefined. */
+export function classifyFast(sql: string): Classification | undefined {
+  const tx = TX_CONTROL.exec(sql);
+  if (tx) {
+    const word = (tx[1] ?? tx[2]!).toLowerCase();
+    if (word === 'begin' || word === 'start') return classification('all', 'BEGIN', 'other', { tx: 'begin', fast: true });
+    return classification('all', 'transaction end', 'other', { tx: 'end', fast: true });
+  }
+  const m = POINT_SELECT.exec(sql);
+  if (!m) return undefined;
+  const rel = m[2]!.toLowerCase();
+  return classification('either', 'SELECT', 'select', { relations: [rel], fast: true });
+}
+
+const MAX_CACHE = 10_000;
+const MAX_CACHED_LENGTH = 16 * 1024;
+const cache = new Map<string, Classification>();
+
+/** Counters for the benchmark and the logs. */
+export const classifierStats = { hits: 0, fast: 0, parsed: 0 };
+
+/**
+ * Classifies one query string (a Query message or a Parse message's text). Pure function of the
+ * text, cached; the per-session rules (transactions, write functions, temp tables) are applied
+ * by the router afterwards.
+ */
+export function classify(sql: string): Classification {
+  const hit = cache.get(sql);
+  if (hit !== undefined) {
+    classifierStats.hits++;
+    return hit;
+  }
+  let c = classifyFast(sql);
+  if (c) classifierStats.fast++;
+  else {
+    c = classifyByParse(sql);
+    classifierStats.parsed++;
+  }
+  if (/^\s*(--|\/\*)/.test(sql)) c = { ...c, leadingComment: true };
+  if (sql.length <= MAX_CACHED_LENGTH && c.reason !== 'parser not loaded yet') {
+    if (cache.size >= MAX_CACHE) cache.clear();
+    cache.set(sql, c);
+  }
+  return c;
+}

@@ -1,0 +1,252 @@
+// Classifies SQL from a real parse of PostgreSQL's grammar (libpg_query compiled to
+// WebAssembly): walks the parse tree for the facts Pgpool-II's routing rules need.
+
+import { loadModule, parseSync } from 'libpg-query';
+import { classification, type Classification, type StatementKind } from './statement.ts';
+
+type Node = Record<string, unknown>;
+
+let loaded: Promise<void> | null = null;
+let ready = false;
+
+/** Loads the parser (40-60 ms, once); classification before this resolves goes to the primary. */
+export function loadParser(): Promise<void> {
+  loaded ??= loadModule().then(() => {
+    ready = true;
+  });
+  return loaded;
+}
+
+/** Longest statement text given to the parser; longer ones go to the primary (a 1 MB parse blocks the event loop ~180 ms). */
+export const MAX_PARSE_LENGTH = 64 * 1024;
+
+const DML_NODES = new Set(['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt']);
+
+/** Visits every object in a parse tree, with the key it was found under. */
+function walk(n: unknown, visit: (key: string, value: Node) => void): void {
+  if (Array.isArray(n)) {
+    for (const x of n) walk(x, visit);
+    return;
+  }
+  if (n === null || typeof n !== 'object') return;
+  for (const [k, v] of Object.entries(n as Node)) {
+    if (v !== null && typeof v === 'object') {
+      if (!Array.isArray(v)) visit(k, v as Node);
+      walk(v, visit);
+    }
+  }
+}
+
+function str(n: unknown): string {
+  const s = (n as { String?: { sval?: string } })?.String?.sval;
+  return typeof s === 'string' ? s : '';
+}
+
+interface TreeFacts {
+  functions: string[];
+  relations: string[];
+  locking: boolean;
+  into: boolean;
+  dml: boolean;
+}
+
+function facts(root: unknown): TreeFacts {
+  let tree: unknown = root;
+  const f: TreeFacts = { functions: [], relations: [], locking: false, into: false, dml: false };
+  tree = { root };
+  walk(tree, (key, v) => {
+    if (key === 'FuncCall') {
+      const parts = ((v['funcname'] as unknown[]) ?? []).map(str).filter(Boolean);
+      if (parts.length > 0) f.functions.push(parts.join('.'));
+    } else if (key === 'RangeVar') {
+      const rel = String(v['relname'] ?? '');
+      const schema = v['schemaname'];
+      f.relations.push(typeof schema === 'string' ? `${schema}.${rel}` : rel);
+    } else if (key === 'lockingClause') f.locking = true;
+    else if (key === 'intoClause') f.into = true;
+    else if (DML_NODES.has(key)) f.dml = true;
+  });
+  // lockingClause and intoClause are arrays/objects directly under SelectStmt.
+  walk(tree, (_k, v) => {
+    if (Array.isArray(v['lockingClause']) && (v['lockingClause'] as unknown[]).length > 0) f.locking = true;
+    if (v['intoClause'] !== undefined) f.into = true;
+  });
+  return f;
+}
+
+function constText(n: unknown): string {
+  const c = (n as { A_Const?: Node })?.A_Const;
+  if (!c) return '';
+  const s = (c['sval'] as { sval?: string })?.sval;
+  if (typeof s === 'string') return s;
+  const i = (c['ival'] as { ival?: number })?.ival;
+  if (typeof i === 'number') return String(i);
+  if (c['ival'] !== undefined) return '0'; // ival 0 is encoded as an empty object
+  const b = (c['boolval'] as { boolval?: boolean })?.boolval;
+  if (typeof b === 'boolean') return b ? 'true' : 'false';
+  if (c['boolval'] !== undefined) return 'false';
+  return '';
+}
+
+const FALSE_SPELLINGS = /^(off|false|f|no|n|0|of|fa|fal|fals)$/i;
+
+/** The DefElem options of SET TRANSACTION / BEGIN that force the primary. */
+function writesOrSerializable(options: unknown): boolean {
+  for (const o of (options as Node[]) ?? []) {
+    const d = o['DefElem'] as Node | undefined;
+    if (!d) continue;
+    const name = d['defname'];
+    const val = constText(d['arg']);
+    if (name === 'transaction_read_only' && FALSE_SPELLINGS.test(val)) return true;
+    if (name === 'transaction_isolation' && val.toLowerCase() === 'serializable') return true;
+  }
+  return false;
+}
+
+function classifyStatement(stmt: Node): Classification {
+  const [type, body] = Object.entries(stmt)[0] as [string, Node];
+  const f = () => facts(body);
+  switch (type) {
+    case 'SelectStmt': {
+      const x = f();
+      const extra = { functions: x.functions, relations: x.relations };
+      if (x.into) {
+        const temp = (body['intoClause'] as Node | undefined)?.['rel'] as Node | undefined;
+        return classification('primary', 'SELECT INTO', 'ddl', {
+          ...extra,
+          createsTemp: temp?.['relpersistence'] === 't' ? [String(temp['relname'])] : [],
+        });
+      }
+      if (x.locking) return classification('primary', 'SELECT ... FOR UPDATE/SHARE', 'select', extra);
+      if (x.dml) return classification('primary', 'data-modifying CTE', 'select', extra);
+      return classification('either', 'SELECT', 'select', extra);
+    }
+    case 'InsertStmt':
+      return classification('primary', 'INSERT', 'insert');
+    case 'UpdateStmt':
+      return classification('primary', 'UPDATE', 'update');
+    case 'DeleteStmt':
+      return classification('primary', 'DELETE', 'delete');
+    case 'MergeStmt':
+      return classification('primary', 'MERGE', 'other');
+    case 'CopyStmt': {
+      if (body['is_from'] === true) return classification('primary', 'COPY FROM', 'other');
+      const q = body['query'] as Node | undefined;
+      if (q && !('SelectStmt' in q)) return classification('primary', 'COPY of a data-modifying query', 'other');
+      const x = f();
+      if (q && (x.locking || x.dml || x.into)) return classification('primary', 'COPY of a writing query', 'other');
+      return classification('either', 'COPY TO', 'other', { functions: x.functions, relations: x.relations });
+    }
+    case 'VariableShowStmt':
+      return classification('either', 'SHOW', 'other');
+    case 'VariableSetStmt': {
+      const name = String(body['name'] ?? '');
+      const kind = body['kind'];
+      if (kind === 'VAR_SET_MULTI' && writesOrSerializable(body['args']))
+        return classification('primary', 'SET TRANSACTION READ WRITE/SERIALIZABLE', 'other');
+      if (name === 'transaction_read_only' && FALSE_SPELLINGS.test(constText((body['args'] as unknown[])?.[0])))
+        return classification('primary', 'SET transaction_read_only to false', 'other');
+      if (
+        (name === 'transaction_isolation' || name === 'default_transaction_isolation') &&
+        constText((body['args'] as unknown[])?.[0]).toLowerCase() === 'serializable'
+      )
+        return classification('primary', 'SET isolation SERIALIZABLE', 'other');
+      if (name === 'default_transaction_read_only' && FALSE_SPELLINGS.test(constText((body['args'] as unknown[])?.[0])))
+        return classification('all', 'SET', 'other');
+      return classification('all', kind === 'VAR_RESET' || kind === 'VAR_RESET_ALL' ? 'RESET' : 'SET', 'other');
+    }
+    case 'DiscardStmt':
+      return classification('all', 'DISCARD', 'other');
+    case 'TransactionStmt': {
+      const k = String(body['kind']);
+      if (k === 'TRANS_STMT_BEGIN' || k === 'TRANS_STMT_START') {
+        const pins = writesOrSerializable(body['options']);
+        return classification('all', pins ? 'BEGIN READ WRITE/SERIALIZABLE' : 'BEGIN', 'other', { tx: 'begin', pinsTransaction: pins });
+      }
+      if (k === 'TRANS_STMT_PREPARE' || k === 'TRANS_STMT_COMMIT_PREPARED' || k === 'TRANS_STMT_ROLLBACK_PREPARED')
+        return classification('primary', 'two-phase commit', 'other', { tx: 'end' });
+      if (k === 'TRANS_STMT_COMMIT' || k === 'TRANS_STMT_ROLLBACK') return classification('all', 'transaction end', 'other', { tx: 'end' });
+      return classification('all', 'savepoint', 'other', { tx: 'savepoint' });
+    }
+    case 'LockStmt': {
+      const mode = Number(body['mode'] ?? 8);
+      // ROW EXCLUSIVE (3) or stronger writes; weaker locks go where the transaction is.
+      return mode >= 3 ? classification('primary', 'LOCK ROW EXCLUSIVE or stronger', 'other') : classification('all', 'LOCK', 'other');
+    }
+    case 'PrepareStmt': {
+      const inner = classifyStatement(body['query'] as Node);
+      const name = String(body['name'] ?? '');
+      return inner.target === 'either'
+        ? classification('either', 'PREPARE of a read', 'other', { prepare: name, functions: inner.functions, relations: inner.relations })
+        : classification('primary', `PREPARE of ${inner.reason}`, 'other', { prepare: name });
+    }
+    case 'ExecuteStmt':
+      return classification('primary', 'EXECUTE', 'other', { execute: String(body['name'] ?? '') });
+    case 'DeallocateStmt': {
+      const name = body['name'];
+      return typeof name === 'string'
+        ? classification('primary', 'DEALLOCATE', 'other', { deallocate: name })
+        : classification('all', 'DEALLOCATE ALL', 'other', { deallocate: '' });
+    }
+    case 'ExplainStmt': {
+      const analyze = ((body['options'] as Node[]) ?? []).some((o) => (o['DefElem'] as Node | undefined)?.['defname'] === 'analyze');
+      const inner = classifyStatement(body['query'] as Node);
+      if (!analyze && inner.target === 'either')
+        return classification('either', 'EXPLAIN of a read', 'other', { functions: inner.functions, relations: inner.relations });
+      return classification('primary', analyze ? 'EXPLAIN ANALYZE' : `EXPLAIN of ${inner.reason}`, 'other');
+    }
+    case 'CreateStmt': {
+      const rel = body['relation'] as Node | undefined;
+      const temp = rel?.['relpersistence'] === 't';
+      return classification('primary', 'CREATE TABLE', 'ddl', { createsTemp: temp ? [String(rel?.['relname'])] : [] });
+    }
+    case 'CreateTableAsStmt': {
+      const rel = (body['into'] as Node | undefined)?.['rel'] as Node | undefined;
+      const temp = rel?.['relpersistence'] === 't';
+      return classification('primary', 'CREATE TABLE AS', 'ddl', { createsTemp: temp ? [String(rel?.['relname'])] : [] });
+    }
+    case 'DropStmt': {
+      const names = ((body['objects'] as unknown[]) ?? []).map((o) =>
+        (((o as Node)['List'] as Node | undefined)?.['items'] as unknown[] | undefined)?.map(str).join('.') ?? '',
+      );
+      return classification('primary', 'DROP', 'ddl', { drops: names.filter(Boolean) });
+    }
+    case 'CheckPointStmt':
+    case 'ListenStmt':
+    case 'UnlistenStmt':
+    case 'NotifyStmt':
+    case 'LoadStmt':
+    case 'DeclareCursorStmt':
+    case 'FetchStmt':
+    case 'ClosePortalStmt':
+    case 'CallStmt':
+    case 'DoStmt':
+    case 'VacuumStmt':
+      return classification('primary', type.replace(/Stmt$/, '').toUpperCase(), 'other');
+    default:
+      return classification('primary', type.replace(/Stmt$/, ''), 'ddl' as StatementKind);
+  }
+}
+
+/** Classifies `sql` with the full parser. Unparsable, over-long and multi-statement text goes to the primary. */
+export function classifyByParse(sql: string): Classification {
+  if (!ready) return classification('primary', 'parser not loaded yet', 'other');
+  if (sql.trim() === '') return classification('either', 'empty query', 'other');
+  if (sql.length > MAX_PARSE_LENGTH) return classification('primary', 'statement too long to classify', 'other');
+  let stmts: Node[];
+  try {
+    stmts = ((parseSync(sql) as { stmts?: Array<{ stmt: Node }> }).stmts ?? []).map((s) => s.stmt);
+  } catch {
+    return classification('primary', 'unparsable statement', 'other');
+  }
+  if (stmts.length === 0) return classification('either', 'empty query', 'other');
+  if (stmts.length > 1) {
+    const kinds = stmts.map(classifyStatement);
+    return classification('primary', 'multi-statement query', kinds[0]!.kind, {
+      tx: kinds.some((k) => k.tx === 'begin') ? 'begin' : 'none',
+      createsTemp: kinds.flatMap((k) => k.createsTemp),
+      drops: kinds.flatMap((k) => k.drops),
+    });
+  }
+  return classifyStatement(stmts[0]!);
+}

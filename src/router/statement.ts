@@ -1,0 +1,63 @@
+// What the router knows about one SQL string once it has been classified: where it may run
+// (Pgpool-II's PRIMARY / BOTH / EITHER), its kind for the statistics, and the facts routing
+// rules look at (functions called, relations read, transaction control). Pure data.
+
+/** Pgpool-II's three destinations: only the primary, every node the session uses, or either. */
+export type Target = 'primary' | 'all' | 'either';
+
+/** The statement classes SHOW pool_backend_stats counts. */
+export type StatementKind = 'select' | 'insert' | 'update' | 'delete' | 'ddl' | 'other';
+
+/** Transaction-control meaning of a statement, from ReadyForQuery's point of view. */
+export type TxControl = 'begin' | 'end' | 'savepoint' | 'none';
+
+export interface Classification {
+  readonly target: Target;
+  /** Why, in a few words ("INSERT", "SELECT ... FOR UPDATE", "multi-statement"). */
+  readonly reason: string;
+  readonly kind: StatementKind;
+  readonly tx: TxControl;
+  /** A BEGIN whose options (READ WRITE, SERIALIZABLE) pin the whole transaction to the primary. */
+  readonly pinsTransaction: boolean;
+  /** Function names called, lower-cased, schema-qualified as written (`public.f`) and bare. */
+  readonly functions: readonly string[];
+  /** Relations read, `schema.name` or `name` as written. */
+  readonly relations: readonly string[];
+  /** Temporary tables this statement creates (check_temp_table = trace). */
+  readonly createsTemp: readonly string[];
+  /** Tables this statement drops (to forget temporary ones). */
+  readonly drops: readonly string[];
+  /** SQL PREPARE name / EXECUTE name / DEALLOCATE name ('' for DEALLOCATE ALL). */
+  readonly prepare?: string;
+  readonly execute?: string;
+  readonly deallocate?: string;
+  /** True when the text begins with a comment (allow_sql_comments = off blocks balancing then). */
+  readonly leadingComment: boolean;
+  /** True when decided by the fast path rather than a full parse. */
+  readonly fast: boolean;
+}
+
+const NONE: readonly string[] = [];
+
+/** A classification with the common fields defaulted. */
+export function classification(
+  target: Target,
+  reason: string,
+  kind: StatementKind,
+  extra: Partial<Classification> = {},
+): Classification {
+  return {
+    target,
+    reason,
+    kind,
+    tx: 'none',
+    pinsTransaction: false,
+    functions: NONE,
+    relations: NONE,
+    createsTemp: NONE,
+    drops: NONE,
+    leadingComment: false,
+    fast: false,
+    ...extra,
+  };
+}

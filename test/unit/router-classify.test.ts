@@ -1,0 +1,130 @@
+// The classifier: Pgpool-II's PRIMARY / BOTH / EITHER rules on a corpus of statements, and the
+// fast path checked against the full parse of PostgreSQL's grammar.
+
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { classify, classifyFast } from '../../src/router/classify.ts';
+import { classifyByParse, loadParser } from '../../src/router/parse-tree.ts';
+
+before(async () => {
+  await loadParser();
+});
+
+const CASES: Array<[string, 'primary' | 'all' | 'either', string?]> = [
+  ['SELECT 1', 'either'],
+  ['select abalance from pgbench_accounts where aid = 5;', 'either'],
+  ['SELECT * FROM t WHERE a = $1 AND b = 2', 'either'],
+  ['SELECT * FROM t FOR UPDATE', 'primary'],
+  ['SELECT * FROM t FOR SHARE', 'primary'],
+  ['SELECT * FROM t FOR NO KEY UPDATE', 'primary'],
+  ['SELECT * FROM t FOR KEY SHARE', 'primary'],
+  ['SELECT * FROM (SELECT * FROM t FOR UPDATE) s', 'primary'],
+  ['SELECT * INTO t2 FROM t', 'primary'],
+  ['WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x', 'primary'],
+  ['WITH x AS (SELECT 1) SELECT * FROM x', 'either'],
+  ['INSERT INTO t VALUES (1)', 'primary'],
+  ['UPDATE t SET a = 1', 'primary'],
+  ['DELETE FROM t', 'primary'],
+  ['MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE', 'primary'],
+  ['TRUNCATE t', 'primary'],
+  ['CREATE TABLE x (a int)', 'primary'],
+  ['DROP TABLE x', 'primary'],
+  ['VACUUM t', 'primary'],
+  ['ANALYZE t', 'primary'],
+  ['LISTEN ch', 'primary'],
+  ['UNLISTEN *', 'primary'],
+  ["NOTIFY ch, 'x'", 'primary'],
+  ['DECLARE c CURSOR FOR SELECT 1', 'primary'],
+  ['FETCH 1 FROM c', 'primary'],
+  ['CALL p()', 'primary'],
+  ['DO $$BEGIN END$$', 'primary'],
+  ["PREPARE TRANSACTION 'x'", 'primary'],
+  ["COMMIT PREPARED 'x'", 'primary'],
+  ["ROLLBACK PREPARED 'x'", 'primary'],
+  ['COPY t FROM STDIN', 'primary'],
+  ['COPY t TO STDOUT', 'either'],
+  ['COPY (SELECT * FROM t) TO STDOUT', 'either'],
+  ['LOCK t IN ACCESS SHARE MODE', 'all'],
+  ['LOCK t IN ROW EXCLUSIVE MODE', 'primary'],
+  ['LOCK t', 'primary'],
+  ['SET search_path = x', 'all'],
+  ['SET LOCAL work_mem = 1000', 'all'],
+  ['RESET ALL', 'all'],
+  ['SET transaction_read_only = off', 'primary'],
+  ['SET transaction_read_only = false', 'primary'],
+  ["SET transaction_read_only = 'f'", 'primary'],
+  ['SET transaction_read_only = 0', 'primary'],
+  ['SET transaction_read_only = on', 'all'],
+  ['SET TRANSACTION READ WRITE', 'primary'],
+  ['SET TRANSACTION READ ONLY', 'all'],
+  ['SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE', 'primary'],
+  ['SET TRANSACTION ISOLATION LEVEL SERIALIZABLE', 'primary'],
+  ['SET default_transaction_isolation = serializable', 'primary'],
+  ['DISCARD ALL', 'all'],
+  ['DEALLOCATE ALL', 'all'],
+  ['DEALLOCATE p', 'primary'],
+  ['BEGIN', 'all'],
+  ['START TRANSACTION', 'all'],
+  ['BEGIN READ WRITE', 'all'],
+  ['COMMIT', 'all'],
+  ['ROLLBACK', 'all'],
+  ['END', 'all'],
+  ['ABORT', 'all'],
+  ['SAVEPOINT a', 'all'],
+  ['RELEASE a', 'all'],
+  ['ROLLBACK TO a', 'all'],
+  ['SHOW search_path', 'either'],
+  ['PREPARE p AS SELECT 1', 'either'],
+  ['PREPARE p AS INSERT INTO t VALUES (1)', 'primary'],
+  ['EXECUTE p', 'primary'],
+  ['EXPLAIN SELECT 1', 'either'],
+  ['EXPLAIN ANALYZE SELECT 1', 'primary'],
+  ['EXPLAIN DELETE FROM t', 'primary'],
+  ['SELECT 1; SELECT 2', 'primary'],
+  ['selec 1', 'primary'],
+  ['', 'either'],
+  ['SELECT nextval(\'s\')', 'either'], // the function rule is applied by the router, not here
+];
+
+test('classification follows Pgpool-II rules', () => {
+  for (const [sql, want] of CASES) assert.equal(classify(sql).target, want, sql);
+});
+
+test('facts the router needs: functions, relations, temp tables, transaction control', () => {
+  assert.deepEqual(classify("SELECT nextval('s'), public.f(1)").functions, ['nextval', 'public.f']);
+  assert.deepEqual(classify('SELECT * FROM pg_catalog.pg_class c JOIN t ON true').relations, ['pg_catalog.pg_class', 't']);
+  assert.deepEqual(classify('CREATE TEMP TABLE tt (a int)').createsTemp, ['tt']);
+  assert.deepEqual(classify('DROP TABLE tt, public.x').drops, ['tt', 'public.x']);
+  assert.equal(classify('BEGIN ISOLATION LEVEL SERIALIZABLE').pinsTransaction, true);
+  assert.equal(classify('BEGIN').pinsTransaction, false);
+  assert.equal(classify('COMMIT').tx, 'end');
+  assert.equal(classify('/* c */ SELECT 1').leadingComment, true);
+  assert.equal(classify('PREPARE q AS SELECT 1').prepare, 'q');
+  assert.equal(classify('EXECUTE q').execute, 'q');
+  assert.equal(classify('INSERT INTO t VALUES (1)').kind, 'insert');
+});
+
+test('the fast path agrees with the full parse wherever it answers', () => {
+  const corpus = [
+    'BEGIN', 'begin;', 'BEGIN WORK', 'START TRANSACTION', 'COMMIT', 'commit work', 'END', 'END TRANSACTION', 'ROLLBACK', 'ABORT',
+    'SELECT abalance FROM pgbench_accounts WHERE aid = 42;', 'select * from t', 'SELECT a, b FROM s.t WHERE a = $1 AND b <> 3',
+    "SELECT a FROM t WHERE b = 'x'", 'select "a" from t', 'select a from t where b = 1 or c = 2', 'select for from t',
+    'select a from t where b = 1 for update', 'select a from t limit 1', 'select a from pg_class', 'START TRANSACTION WORK',
+    "select a from t where b = 'it''s'", 'select a from t where b = -1', 'select * from t;;', 'select a from t where select = 1',
+  ];
+  let answered = 0;
+  for (const sql of corpus) {
+    const f = classifyFast(sql);
+    if (!f) continue;
+    answered++;
+    const p = classifyByParse(sql);
+    assert.equal(f.target, p.target, sql);
+    assert.equal(f.kind, p.kind, sql);
+    assert.equal(f.tx, p.tx, sql);
+    assert.deepEqual(f.functions, p.functions, sql);
+    assert.deepEqual(f.relations, p.relations, sql);
+  }
+  assert.ok(answered >= 14, `fast path answered ${answered}`);
+  assert.equal(classifyFast('select for from t'), undefined);
+  assert.equal(classifyFast('select a from t where b = 1 for update'), undefined);
+});
