@@ -16,6 +16,8 @@ import { Listeners } from './client/listener.ts';
 import { Session } from './client/session.ts';
 import { ClusterView, type ClusterNode } from './pool/cluster.ts';
 import { Pool, type PoolOptions } from './pool/pool.ts';
+import { compileFunctionList, compileQueryPatterns, type RouteSettings } from './router/route.ts';
+import { loadParser } from './router/parse-tree.ts';
 
 export interface StartOptions {
   readonly log: Logger;
@@ -35,6 +37,19 @@ function sessionSettings(c: Config): SessionSettings {
     clientIdleLimit: s.client_idle_limit,
     allowClearTextFrontendAuth: s.allow_clear_text_frontend_auth,
     connectTimeoutMs: s.connect_timeout > 0 ? s.connect_timeout : 10000,
+  };
+}
+
+function routeSettings(c: Config): RouteSettings {
+  const s = c.settings;
+  return {
+    loadBalance: s.load_balance_mode,
+    allowSqlComments: s.allow_sql_comments,
+    writeFunctions: compileFunctionList(s.write_function_list),
+    readOnlyFunctions: compileFunctionList(s.read_only_function_list),
+    primaryPatterns: compileQueryPatterns(s.primary_routing_query_pattern_list),
+    disableLbOnWrite: s.disable_load_balance_on_write,
+    statementLevel: s.statement_level_load_balance,
   };
 }
 
@@ -77,6 +92,7 @@ export class Proxy {
   private tlsContext: tls.SecureContext | undefined;
   private cluster: ClusterView;
   private settings: SessionSettings;
+  private routing: RouteSettings;
   readonly ctx: ProxyContext;
 
   private constructor(
@@ -87,6 +103,7 @@ export class Proxy {
     this.admission = new Admission(this.admissionLimits(config));
     this.cluster = ClusterView.fromNodes(clusterNodes(config));
     this.settings = sessionSettings(config);
+    this.routing = routeSettings(config);
     this.loadSecrets(config);
     const self = this;
     this.ctx = {
@@ -95,6 +112,7 @@ export class Proxy {
       admission: this.admission,
       cancels: this.cancels,
       settings: () => self.settings,
+      routeSettings: () => self.routing,
       cluster: () => self.cluster,
       passwd: () => self.passwd,
       hba: () => self.hba,
@@ -139,6 +157,7 @@ export class Proxy {
 
   /** Starts listening. */
   static async start(config: Config, o: StartOptions): Promise<Proxy> {
+    await loadParser();
     const p = new Proxy(config, o);
     const s = config.settings;
     await p.listeners.open(

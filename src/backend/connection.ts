@@ -92,6 +92,17 @@ export class ServerConnection {
   txStatus: number = TxStatus.Idle;
   /** ReadyForQuery messages still owed for requests sent (Query, Sync, FunctionCall). */
   owed = 0;
+  /**
+   * For each owed ReadyForQuery of a session's requests, in order: true if its replies go to the
+   * client, false if pgrouter swallows them (a SET or BEGIN copied to a second node, a re-Parse).
+   */
+  private readonly expect: boolean[] = [];
+  /** How many entries of `expect` are false. */
+  private swallowing = 0;
+  /** Whether replies that arrive with no owed ReadyForQuery (after a Flush) go to the client. */
+  private openForward = true;
+  /** Owed ReadyForQuery messages whose replies go to the client. */
+  forwardOwed = 0;
   state: ServerState = 'connecting';
   /** Set when the connection must never be reused (protocol error, unexpected close...). */
   broken = false;
@@ -256,8 +267,35 @@ export class ServerConnection {
     sock.on('close', () => this.onClose());
   }
 
+  /**
+   * Sends a request of `units` owed ReadyForQuery messages (Query/Sync/FunctionCall count one each;
+   * a Flush-ended batch counts none). `forward` says whether its replies go to the client.
+   */
+  request(buf: Buffer, units: number, forward: boolean): boolean {
+    this.owed += units;
+    for (let i = 0; i < units; i++) this.expect.push(forward);
+    if (forward) this.forwardOwed += units;
+    else this.swallowing += units;
+    if (units === 0) this.openForward = forward;
+    return this.socket.write(buf);
+  }
+
+  /** True when replies of a client-bound request are still to come (owed, or a Flush-ended batch). */
+  get busyForClient(): boolean {
+    return this.forwardOwed > 0;
+  }
+
+  /** Where the replies now arriving go: the oldest owed request's, or the open (Flush-ended) one's. */
+  private get forwarding(): boolean {
+    return this.expect.length > 0 ? this.expect[0]! : this.openForward;
+  }
+
   private onData(chunk: Buffer): void {
     this.readyCount = 0;
+    if (this.swallowing > 0) {
+      this.onMixedData(chunk);
+      return;
+    }
     try {
       this.scanner.scan(chunk, this.onMessage);
     } catch (e) {
@@ -279,10 +317,47 @@ export class ServerConnection {
     if (this.readyCount > 0) sink.onReady(this);
   }
 
-  private readonly onMessage = (type: number, buf: Buffer, start: number, end: number): void => {
+  /** A chunk whose replies belong partly to swallowed requests: forward only the client's parts. */
+  private onMixedData(chunk: Buffer): void {
+    const cuts: number[] = [];
+    const modes: boolean[] = [];
+    let mode = this.forwarding;
+    try {
+      this.scanner.scan(chunk, (type, buf, start, end, chunkEnd) => {
+        if (type === Backend.ReadyForQuery) {
+          cuts.push(chunkEnd);
+          modes.push(mode);
+          this.onMessage(type, buf, start, end, chunkEnd);
+          mode = this.forwarding;
+        } else this.onMessage(type, buf, start, end, chunkEnd);
+      });
+    } catch (e) {
+      this.broken = true;
+      this.socket.destroy();
+      this.sink?.onServerClose(this, e as Error);
+      return;
+    }
+    cuts.push(chunk.length);
+    modes.push(mode);
+    const sink = this.sink;
+    if (sink === null) return;
+    let from = 0;
+    for (let i = 0; i < cuts.length; i++) {
+      const to = cuts[i]!;
+      if (to > from && modes[i]) sink.onReply(this, from === 0 && to === chunk.length ? chunk : chunk.subarray(from, to));
+      from = to;
+    }
+    if (this.readyCount > 0) sink.onReady(this);
+  }
+
+  private readonly onMessage = (type: number, buf: Buffer, start: number, end: number, _chunkEnd: number): void => {
     if (type === Backend.ReadyForQuery) {
       this.txStatus = buf[start + 5]!;
       if (this.owed > 0) this.owed--;
+      if (this.expect.length > 0) {
+        if (this.expect.shift()!) this.forwardOwed--;
+        else this.swallowing--;
+      }
       this.readyCount++;
       this.sawFatal = false;
     } else if (type === Backend.ParameterStatus) {

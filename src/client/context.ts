@@ -9,6 +9,7 @@ import type { ClusterView } from '../pool/cluster.ts';
 import type { Admission } from './admission.ts';
 import type { CancelRegistry } from './cancel-registry.ts';
 import type { HbaFile } from './hba.ts';
+import type { RouteSettings } from '../router/route.ts';
 
 /** The settings a session reads, in the units it uses. */
 export interface SessionSettings {
@@ -27,6 +28,7 @@ export interface ProxyContext {
   readonly admission: Admission;
   readonly cancels: CancelRegistry;
   settings(): SessionSettings;
+  routeSettings(): RouteSettings;
   cluster(): ClusterView;
   passwd(): PoolPasswd | undefined;
   /** pool_hba.conf when enable_pool_hba is on. */

@@ -4,17 +4,18 @@
 
 import net from 'node:net';
 import tls from 'node:tls';
-import { Frontend, FRONTEND_TYPES, LARGE_FRONTEND_TYPES, MessageLimit, TxStatus } from '../protocol/codes.ts';
+import { LARGE_FRONTEND_TYPES, MessageLimit, TxStatus } from '../protocol/codes.ts';
 import { Framer, FrameError } from '../protocol/framer.ts';
 import { decodeStartupPacket } from '../protocol/startup.ts';
 import * as w from '../protocol/writer.ts';
-import { BackendStartupError, sendCancel, type ReplySink, type ServerConnection } from '../backend/connection.ts';
+import { BackendStartupError, sendCancel, type BackendCredentials, type ReplySink, type ServerConnection } from '../backend/connection.ts';
 import { describeNode } from '../backend/node.ts';
 import { ProxyError } from '../errors/proxy-error.ts';
 import { SqlState } from '../errors/sqlstate.ts';
 import type { Release } from './admission.ts';
 import { authenticateClient, type ClientAuthMethod, type ClientChannel } from './authenticate.ts';
 import type { ProxyContext } from './context.ts';
+import { Dispatcher } from './dispatch.ts';
 import type { Logger } from 'pino';
 
 let nextSessionId = 1;
@@ -37,20 +38,16 @@ export class Session implements ReplySink, ClientChannel {
   private readonly framer = new Framer(frontendLimit);
   private inbox: Buffer[] = [];
   private waiter: { resolve: (m: Buffer) => void; reject: (e: Error) => void } | null = null;
-  /** The backend connection this session holds (session pooling: for its whole life). */
-  private server: ServerConnection | null = null;
+  /** Routes the client's requests over the session's backend connections once it is ready. */
+  private dispatcher: Dispatcher | null = null;
+  private params = new Map<string, string>();
+  private credentials: BackendCredentials = { secret: undefined };
   private releaseSlot: Release | null = null;
   private readonly abort = new AbortController();
   private authTimer: NodeJS.Timeout | null = null;
   /** When the session last finished a request or received bytes (client_idle_limit). */
   lastActivity = Date.now();
   readonly startedAt = Date.now();
-  // The run of consecutive client frames not yet written to the backend.
-  private runBuf: Buffer | null = null;
-  private runStart = 0;
-  private runEnd = 0;
-  private terminated = false;
-  private clientBlocked = false;
 
   constructor(
     sock: net.Socket,
@@ -89,8 +86,9 @@ export class Session implements ReplySink, ClientChannel {
     try {
       if (this.phase === 'ready') {
         this.lastActivity = Date.now();
-        this.framer.feed(chunk, this.onFrame);
-        this.flushRun();
+        const d = this.dispatcher!;
+        this.framer.feed(chunk, d.onFrame);
+        d.endOfChunk();
       } else if (this.phase === 'startup') this.onStartupBytes(chunk);
       else if (this.phase === 'auth') this.framer.feed(chunk, this.onAuthFrame);
     } catch (e) {
@@ -245,6 +243,7 @@ export class Session implements ReplySink, ClientChannel {
       authenticated = true;
     }
     let conn: ServerConnection;
+    this.params = params;
     try {
       conn = await ctx.pool.lease({
         node: primary,
@@ -280,9 +279,14 @@ export class Session implements ReplySink, ClientChannel {
       ctx.pool.release(conn);
       return;
     }
-    this.server = conn;
     conn.sink = this;
-    if (!authenticated) await authenticateClient(this, conn.authMethod as ClientAuthMethod, this.user, secret, verifyLater);
+    this.credentials = { secret, askPassword: clientPassword !== undefined ? async () => clientPassword! : undefined };
+    this.dispatcher = new Dispatcher(this.dispatchHost(), conn);
+    this.dispatcher.sink = this;
+    if (!authenticated) {
+      const out = await authenticateClient(this, conn.authMethod as ClientAuthMethod, this.user, secret, verifyLater);
+      if (out.password !== undefined) this.credentials = { secret, askPassword: async () => out.password! };
+    }
     if (this.isClosed()) return;
     this.becomeReady(conn);
   }
@@ -304,56 +308,35 @@ export class Session implements ReplySink, ClientChannel {
     // Anything the client pipelined behind its last authentication message.
     const queued = this.inbox;
     this.inbox = [];
-    for (const m of queued) this.onFrame(m[0]!, m, 0, m.length);
-    this.flushRun();
+    const d = this.dispatcher!;
+    for (const m of queued) d.onFrame(m[0]!, m, 0, m.length);
+    d.endOfChunk();
   }
 
-  // ---- data path ----
-
-  private readonly onFrame = (type: number, buf: Buffer, start: number, end: number): void => {
-    if (this.terminated) return;
-    const server = this.server;
-    if (server === null) return;
-    if (type === Frontend.Terminate) {
-      this.flushRun();
-      this.terminated = true;
-      this.close();
-      return;
-    }
-    if (!FRONTEND_TYPES.has(type)) {
-      this.flushRun();
-      this.terminated = true;
-      this.fail(new ProxyError(SqlState.PROTOCOL_VIOLATION, `invalid frontend message type ${type}`, 'FATAL'));
-      return;
-    }
-    if (type === Frontend.Query || type === Frontend.Sync || type === Frontend.FunctionCall) server.owed++;
-    if (this.runBuf === buf && this.runEnd === start) {
-      this.runEnd = end;
-    } else {
-      this.flushRun();
-      this.runBuf = buf;
-      this.runStart = start;
-      this.runEnd = end;
-    }
-  };
-
-  private flushRun(): void {
-    const buf = this.runBuf;
-    if (buf === null) return;
-    this.runBuf = null;
-    const server = this.server;
-    if (server === null) return;
-    const out = this.runStart === 0 && this.runEnd === buf.length ? buf : buf.subarray(this.runStart, this.runEnd);
-    if (!server.write(out) && !this.clientBlocked) {
-      // The backend is not keeping up (a large COPY FROM): stop reading the client until it drains.
-      this.clientBlocked = true;
-      this.sock.pause();
-      server.socket.once('drain', () => {
-        this.clientBlocked = false;
+  private dispatchHost() {
+    const self = this;
+    return {
+      log: this.log,
+      pool: this.ctx.pool,
+      user: this.user,
+      database: this.database,
+      params: this.params,
+      get credentials() {
+        return self.credentials;
+      },
+      cluster: () => this.ctx.cluster(),
+      routeSettings: () => this.ctx.routeSettings(),
+      writeClient: (b: Buffer) => !this.sock.destroyed && this.sock.write(b),
+      pauseClient: () => this.sock.pause(),
+      resumeClient: () => {
         if (this.phase === 'ready') this.sock.resume();
-      });
-    }
+      },
+      terminate: () => this.close(),
+      protocolViolation: (m: string) => this.fail(new ProxyError(SqlState.PROTOCOL_VIOLATION, m, 'FATAL')),
+    };
   }
+
+  // ---- replies ----
 
   /** ReplySink: forward a reply chunk unchanged, pausing the backend when the client is slow. */
   onReply(conn: ServerConnection, chunk: Buffer): void {
@@ -366,15 +349,22 @@ export class Session implements ReplySink, ClientChannel {
   }
 
   onReady(conn: ServerConnection): void {
+    const d = this.dispatcher;
+    d?.onReady(conn);
     if (conn.owed !== 0) return;
     this.lastActivity = Date.now();
-    if (this.ctx.draining() && conn.txStatus === TxStatus.Idle) this.shutdown();
+    if (this.ctx.draining()) this.drainIfIdle();
   }
 
   onServerClose(conn: ServerConnection, err: Error | undefined): void {
     if (this.phase === 'closed') return;
     this.log.warn({ server: conn.tag, err: err?.message }, 'backend connection closed during the session');
-    if (conn === this.server) this.server = null;
+    const d = this.dispatcher;
+    if (d && conn !== d.primary) {
+      d.replicaLost(conn);
+      return;
+    }
+    if (d) d.conns.delete(conn.node.id);
     if (conn.sawFatal) this.close();
     else
       this.fail(
@@ -388,15 +378,13 @@ export class Session implements ReplySink, ClientChannel {
 
   /** Cancellable: cancel what the session's backends are running. */
   cancel(): void {
-    const s = this.server;
-    if (s && s.owed > 0) sendCancel(s, this.ctx.settings().connectTimeoutMs);
+    for (const c of this.dispatcher?.conns.values() ?? []) if (c.owed > 0) sendCancel(c, this.ctx.settings().connectTimeoutMs);
   }
 
   /** The maintenance tick: enforces client_idle_limit. */
   tick(now: number, idleLimit: number): void {
     if (this.phase !== 'ready' || idleLimit <= 0) return;
-    const s = this.server;
-    if (s && s.owed > 0) return;
+    if (this.dispatcher && !this.dispatcher.idle) return;
     if (now - this.lastActivity >= idleLimit * 1000)
       this.fail(
         new ProxyError(SqlState.IDLE_SESSION_TIMEOUT, 'terminating connection due to idle-session timeout', 'FATAL', `client_idle_limit is ${idleLimit} s`),
@@ -406,8 +394,9 @@ export class Session implements ReplySink, ClientChannel {
   /** Drain: end the session now if it is between transactions, else at its next ReadyForQuery 'I'. */
   drainIfIdle(): void {
     if (this.phase !== 'ready') return;
-    const s = this.server;
-    if (!s || (s.owed === 0 && s.txStatus === TxStatus.Idle)) this.shutdown();
+    const d = this.dispatcher;
+    const p = d?.primary;
+    if (!d || !p || (d.idle && p.txStatus === TxStatus.Idle)) this.shutdown();
   }
 
   /** Ends the session with 57P01, as PostgreSQL does on a shutdown. */
@@ -441,11 +430,11 @@ export class Session implements ReplySink, ClientChannel {
     if (this.waiter) this.waiter.reject(new Error('client went away'));
     this.waiter = null;
     if (this.pid) this.ctx.cancels.remove(this.pid);
-    const s = this.server;
-    this.server = null;
-    if (s) {
-      if (s.socket.isPaused()) s.socket.resume();
-      this.ctx.pool.release(s);
+    const d = this.dispatcher;
+    this.dispatcher = null;
+    for (const c of d?.conns.values() ?? []) {
+      if (c.socket.isPaused()) c.socket.resume();
+      this.ctx.pool.release(c);
     }
     this.releaseSlot?.();
     this.releaseSlot = null;

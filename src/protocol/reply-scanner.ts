@@ -4,8 +4,11 @@
 
 import { FrameError } from './framer.ts';
 
-/** Called for each complete message of an interesting type. */
-export type ReplyHandler = (type: number, buf: Buffer, start: number, end: number) => void;
+/**
+ * Called for each complete message of an interesting type: `buf[start, end)` holds it (a view of
+ * the chunk, or a copy when it straddled chunks); `chunkEnd` is where it ends in the current chunk.
+ */
+export type ReplyHandler = (type: number, buf: Buffer, start: number, end: number, chunkEnd: number) => void;
 
 /**
  * A streaming scanner over server messages. `interest[type]` marks the types handed to the
@@ -44,7 +47,7 @@ export class ReplyScanner {
         }
         this.remaining -= take;
         pos += take;
-        if (this.remaining === 0) this.deliver(onMessage);
+        if (this.remaining === 0) this.deliver(onMessage, pos);
         continue;
       }
       if (this.headLen === 0 && n - pos >= 5) {
@@ -52,7 +55,7 @@ export class ReplyScanner {
         const len = this.checkedLength(type, chunk.readInt32BE(pos + 1));
         const end = pos + 1 + len;
         if (end <= n) {
-          if (this.interest[type] === 1) onMessage(type, chunk, pos, end);
+          if (this.interest[type] === 1) onMessage(type, chunk, pos, end, end);
           pos = end;
           continue;
         }
@@ -69,7 +72,7 @@ export class ReplyScanner {
       this.headLen = 0;
       const type = this.head[0]!;
       this.startBody(type, this.checkedLength(type, this.head.readInt32BE(1)), this.head, 0);
-      if (this.remaining === 0) this.deliver(onMessage);
+      if (this.remaining === 0) this.deliver(onMessage, pos);
     }
   }
 
@@ -87,10 +90,10 @@ export class ReplyScanner {
     }
   }
 
-  private deliver(onMessage: ReplyHandler): void {
+  private deliver(onMessage: ReplyHandler, chunkEnd: number): void {
     const msg = this.collecting;
     if (msg === null) return;
     this.collecting = null;
-    onMessage(msg[0]!, msg, 0, msg.length);
+    onMessage(msg[0]!, msg, 0, msg.length, chunkEnd);
   }
 }

@@ -211,3 +211,7 @@ export function negotiateProtocolVersion(minor: number, unrecognized: readonly s
   }
   return b;
 }
+
+export function sync(): Buffer {
+  return header(0x53, 0);
+}

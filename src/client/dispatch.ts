@@ -1,0 +1,495 @@
+// The client-to-backend half of a ready session: takes the client's frames in order, decides for
+// each request (a Query, or an extended-protocol batch up to Sync/Flush) which node runs it, opens
+// a replica connection the first time one is needed, keeps reply order across nodes, and tracks
+// the state routing depends on (transaction, writing, temp tables, prepared statements, SETs).
+
+import type { Logger } from 'pino';
+import { Frontend, TxStatus } from '../protocol/codes.ts';
+import * as w from '../protocol/writer.ts';
+import type { BackendCredentials, ServerConnection } from '../backend/connection.ts';
+import type { Pool } from '../pool/pool.ts';
+import type { ClusterNode, ClusterView } from '../pool/cluster.ts';
+import { classify } from '../router/classify.ts';
+import { primaryReason, weightedChoice, type RouteSettings } from '../router/route.ts';
+import type { Classification } from '../router/statement.ts';
+import { SqlState } from '../errors/sqlstate.ts';
+
+/** What the dispatcher needs from its session. */
+export interface DispatchHost {
+  readonly log: Logger;
+  readonly pool: Pool;
+  readonly user: string;
+  readonly database: string;
+  readonly params: ReadonlyMap<string, string>;
+  readonly credentials: BackendCredentials;
+  cluster(): ClusterView;
+  routeSettings(): RouteSettings;
+  /** Writes to the client; false when its buffer is full. */
+  writeClient(buf: Buffer): boolean;
+  pauseClient(): void;
+  resumeClient(): void;
+  /** The client sent Terminate. */
+  terminate(): void;
+  /** A frame type no client may send. */
+  protocolViolation(message: string): void;
+}
+
+interface PreparedStatement {
+  /** A copy of the Parse message, to re-parse on another node. */
+  readonly parse: Buffer;
+  readonly sql: string;
+  readonly c: Classification;
+  readonly nodes: Set<number>;
+}
+
+/** A frame of the pending extended-protocol batch: a view of the client's chunk. */
+type Frame = readonly [buf: Buffer, start: number, end: number];
+
+const TRANSACTION_RESET = /^\s*(discard\s+all|reset\s+all)\s*;?\s*$/i;
+
+export class Dispatcher {
+  /** Leased connections by node id; the primary's is leased for the whole session. */
+  readonly conns = new Map<number, ServerConnection>();
+  private readonly primaryId: number;
+  /** This session's load-balance node (Pgpool-II chooses it once per session). */
+  private lbNodeId: number;
+  private blocked = false;
+  private pending: Buffer[] = [];
+  private batch: Frame[] = [];
+  /** Node of a Flush-ended batch whose Sync has not come yet. */
+  private openNode: number | null = null;
+  /** Node that received the last client request (COPY data follows it). */
+  private activeNode: number;
+  private readonly statements = new Map<string, PreparedStatement>();
+  /** SQL-level PREPARE name → node it was prepared on. */
+  private readonly sqlPrepared = new Map<string, { node: number; sql: string }>();
+  /** SET/RESET statements in order, replayed on a node that joins the session late. */
+  private sets: string[] = [];
+  private writing = false;
+  private pinned = false;
+  private predictedTx = false;
+  private lbInTx = false;
+  private readonly temp = new Set<string>();
+  // The run of consecutive frames of one chunk going to one connection.
+  private runConn: ServerConnection | null = null;
+  private runBuf: Buffer | null = null;
+  private runStart = 0;
+  private runEnd = 0;
+  private runUnits = 0;
+  private terminated = false;
+
+  constructor(
+    private readonly host: DispatchHost,
+    primary: ServerConnection,
+  ) {
+    this.primaryId = primary.node.id;
+    this.activeNode = this.primaryId;
+    this.conns.set(this.primaryId, primary);
+    this.lbNodeId = this.chooseLbNode();
+  }
+
+  get primary(): ServerConnection | undefined {
+    return this.conns.get(this.primaryId);
+  }
+
+  /** Weighted choice among the configured nodes (the primary included), as Pgpool-II does at session start. */
+  private chooseLbNode(): number {
+    const s = this.host.routeSettings();
+    if (!s.loadBalance) return this.primaryId;
+    const nodes = this.host.cluster().nodes;
+    return weightedChoice(nodes)?.id ?? this.primaryId;
+  }
+
+  /** True while no request is in flight on any connection. */
+  get idle(): boolean {
+    for (const c of this.conns.values()) if (c.owed > 0) return false;
+    return this.openNode === null && this.batch.length === 0;
+  }
+
+  /** Takes one complete client frame. */
+  readonly onFrame = (type: number, buf: Buffer, start: number, end: number): void => {
+    if (this.terminated) return;
+    if (this.blocked) {
+      this.pending.push(Buffer.from(buf.subarray(start, end)));
+      return;
+    }
+    switch (type) {
+      case Frontend.Query:
+        this.flushRun();
+        this.onQuery(buf, start, end);
+        return;
+      case Frontend.Parse:
+      case Frontend.Bind:
+      case Frontend.Describe:
+      case Frontend.Close:
+      case Frontend.Execute:
+        this.batch.push([buf, start, end]);
+        return;
+      case Frontend.Flush:
+        this.batch.push([buf, start, end]);
+        this.endBatch(0);
+        return;
+      case Frontend.Sync:
+        this.batch.push([buf, start, end]);
+        this.endBatch(1);
+        return;
+      case Frontend.CopyData:
+      case Frontend.CopyDone:
+      case Frontend.CopyFail: {
+        const conn = this.conns.get(this.activeNode) ?? this.primary;
+        if (conn) this.addToRun(conn, buf, start, end, 0);
+        return;
+      }
+      case Frontend.FunctionCall: {
+        const p = this.primary;
+        if (!p || !this.mayForwardTo(this.primaryId)) return this.block(buf, start, end);
+        this.activeNode = this.primaryId;
+        this.addToRun(p, buf, start, end, 1);
+        return;
+      }
+      case Frontend.Terminate:
+        this.flushRun();
+        this.terminated = true;
+        this.host.terminate();
+        return;
+      default:
+        this.flushRun();
+        this.terminated = true;
+        this.host.protocolViolation(`invalid frontend message type ${type}`);
+    }
+  };
+
+  /** Called after each client chunk: writes what was gathered. */
+  endOfChunk(): void {
+    this.flushRun();
+  }
+
+  // ---- simple Query ----
+
+  private onQuery(buf: Buffer, start: number, end: number): void {
+    const sql = buf.toString('utf8', start + 5, end - 1);
+    const c = classify(sql);
+    const d = this.decide(c, sql);
+    if (!this.ready(d.node)) return this.block(buf, start, end);
+    const conn = this.conns.get(d.node)!;
+    this.activeNode = d.node;
+    this.addToRun(conn, buf, start, end, 1);
+    this.flushRun();
+    if (d.all) {
+      const copy = Buffer.from(buf.subarray(start, end));
+      for (const [id, other] of this.conns) if (id !== d.node) other.request(copy, 1, false);
+      if (c.tx === 'begin' && this.conns.has(this.lbNodeId)) this.lbInTx = true;
+    }
+    this.afterRoute(c, sql, d.node);
+    if (c.tx === 'begin' && d.node === this.lbNodeId) this.lbInTx = true;
+  }
+
+  /** Where a statement goes: its node, and whether copies go to every other open connection. */
+  private decide(c: Classification, sql: string): { node: number; all: boolean; reason: string } {
+    const primary = this.primaryId;
+    if (c.execute !== undefined) {
+      const p = this.sqlPrepared.get(c.execute);
+      if (p && p.node !== primary && this.usable(p.node) && primaryReason(classify(p.sql), p.sql, this.state(), this.host.routeSettings()) === null)
+        return { node: p.node, all: false, reason: 'EXECUTE where PREPARE went' };
+      return { node: primary, all: false, reason: 'EXECUTE' };
+    }
+    if (c.target === 'primary') return { node: primary, all: false, reason: c.reason };
+    if (c.target === 'all') return { node: primary, all: true, reason: c.reason };
+    const why = primaryReason(c, sql, this.state(), this.host.routeSettings());
+    if (why !== null) return { node: primary, all: false, reason: why };
+    const lb = this.balanceNode();
+    return { node: lb, all: false, reason: lb === primary ? 'load-balance node is the primary' : 'read' };
+  }
+
+  /** The node a read may go to now. */
+  private balanceNode(): number {
+    const s = this.host.routeSettings();
+    let lb = this.lbNodeId;
+    if (s.statementLevel && !this.inTransaction()) {
+      const choice = weightedChoice(this.host.cluster().nodes.filter((n) => this.usable(n.id)));
+      if (choice) lb = choice.id;
+    }
+    if (!this.usable(lb)) return this.primaryId;
+    // Inside a transaction a replica may serve reads only if it took part in the BEGIN.
+    if (lb !== this.primaryId && this.inTransaction() && !this.lbInTx) return this.primaryId;
+    return lb;
+  }
+
+  private usable(nodeId: number): boolean {
+    return nodeId === this.primaryId || (this.host.cluster().node(nodeId) !== undefined && !this.failedNodes.has(nodeId));
+  }
+
+  private readonly failedNodes = new Set<number>();
+
+  private state() {
+    return { inTransaction: this.inTransaction(), writing: this.writing, pinned: this.pinned, tempTables: this.temp };
+  }
+
+  /** The transaction state: ReadyForQuery's when nothing is in flight, else what was sent predicts. */
+  private inTransaction(): boolean {
+    const p = this.primary;
+    if (!p) return false;
+    if (p.owed > 0) return this.predictedTx;
+    return p.txStatus !== TxStatus.Idle;
+  }
+
+  /** Bookkeeping once a statement has been sent. */
+  private afterRoute(c: Classification, sql: string, node: number): void {
+    const mode = this.host.routeSettings().disableLbOnWrite;
+    if (c.tx === 'begin') {
+      this.predictedTx = true;
+      this.pinned = c.pinsTransaction;
+      if (mode === 'transaction' || mode === 'dml_adaptive') this.writing = false;
+    } else if (c.tx === 'end') {
+      this.predictedTx = false;
+      this.pinned = false;
+      this.lbInTx = false;
+      if (mode === 'transaction' || mode === 'dml_adaptive') this.writing = false;
+    } else if (mode !== 'off') {
+      const writes = c.target !== 'either' || (c.functions.length > 0 && primaryReason(c, sql, { ...this.state(), writing: false, pinned: false }, this.host.routeSettings())?.startsWith('write function') === true);
+      const readOnlySet = /^\s*set\s+(session\s+characteristics\s+as\s+)?transaction\s+read\s+only/i.test(sql);
+      if (writes && !readOnlySet && (this.inTransaction() || mode === 'always')) this.writing = true;
+    }
+    if (c.target === 'all' && c.tx === 'none') {
+      if (TRANSACTION_RESET.test(sql)) this.sets = [];
+      else if (/^\s*(set|reset)\b/i.test(sql)) this.sets.push(sql);
+      if (/^\s*discard\s+(all|temp|temporary)/i.test(sql)) this.temp.clear();
+      if (c.deallocate === '') this.sqlPrepared.clear();
+    }
+    for (const t of c.createsTemp) this.temp.add(t.toLowerCase());
+    for (const t of c.drops) this.temp.delete(t.toLowerCase().slice(t.lastIndexOf('.') + 1));
+    if (c.prepare !== undefined) this.sqlPrepared.set(c.prepare, { node, sql: sql.replace(/^\s*prepare\s+\S+\s+as\s+/i, '') });
+    if (c.deallocate) this.sqlPrepared.delete(c.deallocate);
+  }
+
+  // ---- extended protocol ----
+
+  private endBatch(units: number): void {
+    const frames = this.batch;
+    let node: number;
+    const parsed: Array<{ name: string; sql: string; c: Classification; frame: Frame }> = [];
+    const referenced: string[] = [];
+    const closed: string[] = [];
+    let needPrimary = false;
+    for (const f of frames) {
+      const [buf, start, end] = f;
+      const type = buf[start]!;
+      if (type === Frontend.Parse) {
+        const nameEnd = buf.indexOf(0, start + 5);
+        const qEnd = buf.indexOf(0, nameEnd + 1);
+        if (nameEnd < 0 || qEnd < 0 || qEnd >= end) {
+          needPrimary = true;
+          continue;
+        }
+        const name = buf.toString('utf8', start + 5, nameEnd);
+        const sql = buf.toString('utf8', nameEnd + 1, qEnd);
+        const c = classify(sql);
+        parsed.push({ name, sql, c, frame: f });
+        if (c.target !== 'either' || primaryReason(c, sql, this.state(), this.host.routeSettings()) !== null) needPrimary = true;
+      } else if (type === Frontend.Bind || type === Frontend.Describe || type === Frontend.Close) {
+        let at = start + 5;
+        let isStatement = true;
+        if (type === Frontend.Bind) {
+          at = buf.indexOf(0, at) + 1; // skip the portal name
+        } else {
+          isStatement = buf[at] === 0x53; // 'S'
+          at += 1;
+        }
+        if (!isStatement) continue;
+        const stop = buf.indexOf(0, at);
+        const name = stop < 0 || stop >= end ? '' : buf.toString('utf8', at, stop);
+        if (type === Frontend.Close) {
+          closed.push(name);
+          continue;
+        }
+        if (parsed.some((p) => p.name === name)) continue;
+        referenced.push(name);
+        const s = this.statements.get(name);
+        if (!s || s.c.target !== 'either' || primaryReason(s.c, s.sql, this.state(), this.host.routeSettings()) !== null)
+          needPrimary = true;
+      }
+    }
+    if (this.openNode !== null) node = this.openNode;
+    else if (needPrimary || (parsed.length === 0 && referenced.length === 0)) node = parsed.length === 0 && referenced.length === 0 ? this.activeNode : this.primaryId;
+    else node = this.balanceNode();
+    if (!this.conns.has(node) && !this.usable(node)) node = this.primaryId;
+    if (!this.ready(node)) {
+      this.batch = [];
+      for (const [buf, start, end] of frames) this.pending.push(Buffer.from(buf.subarray(start, end)));
+      this.blocked = true;
+      this.host.pauseClient();
+      return;
+    }
+    this.batch = [];
+    const conn = this.conns.get(node)!;
+    // A statement this batch uses but that was parsed on another node: parse it here first.
+    for (const name of referenced) {
+      const s = this.statements.get(name);
+      if (s && !s.nodes.has(node)) {
+        this.flushRun();
+        conn.request(Buffer.concat([s.parse, w.sync()]), 1, false);
+        s.nodes.add(node);
+      }
+    }
+    this.activeNode = node;
+    for (let i = 0; i < frames.length; i++) {
+      const [buf, start, end] = frames[i]!;
+      this.addToRun(conn, buf, start, end, i === frames.length - 1 ? units : 0);
+    }
+    this.openNode = units === 0 ? node : null;
+    for (const p of parsed) {
+      this.statements.set(p.name, { parse: Buffer.from(p.frame[0].subarray(p.frame[1], p.frame[2])), sql: p.sql, c: p.c, nodes: new Set([node]) });
+      this.afterRoute(p.c, p.sql, node);
+    }
+    for (const name of closed) this.statements.delete(name);
+  }
+
+  // ---- sending ----
+
+  private addToRun(conn: ServerConnection, buf: Buffer, start: number, end: number, units: number): void {
+    if (this.runConn === conn && this.runBuf === buf && this.runEnd === start) {
+      this.runEnd = end;
+      this.runUnits += units;
+      return;
+    }
+    this.flushRun();
+    this.runConn = conn;
+    this.runBuf = buf;
+    this.runStart = start;
+    this.runEnd = end;
+    this.runUnits = units;
+  }
+
+  private flushRun(): void {
+    const conn = this.runConn;
+    const buf = this.runBuf;
+    if (conn === null || buf === null) return;
+    this.runConn = null;
+    this.runBuf = null;
+    const out = this.runStart === 0 && this.runEnd === buf.length ? buf : buf.subarray(this.runStart, this.runEnd);
+    if (!conn.request(out, this.runUnits, true)) {
+      // The backend is not keeping up (a large COPY FROM): stop reading the client until it drains.
+      this.host.pauseClient();
+      conn.socket.once('drain', () => {
+        if (!this.blocked) this.host.resumeClient();
+      });
+    }
+  }
+
+  /**
+   * True when a client-bound request may be sent to `node` now: its connection is open, and no
+   * other connection still owes the client replies (replies must reach the client in order).
+   */
+  private ready(node: number): boolean {
+    if (!this.conns.has(node)) {
+      this.openReplica(node);
+      return false;
+    }
+    return this.mayForwardTo(node);
+  }
+
+  private mayForwardTo(node: number): boolean {
+    for (const [id, c] of this.conns) if (id !== node && (c.busyForClient || this.openNode === id)) return false;
+    return true;
+  }
+
+  private block(buf: Buffer, start: number, end: number): void {
+    this.flushRun();
+    this.pending.push(Buffer.from(buf.subarray(start, end)));
+    if (!this.blocked) {
+      this.blocked = true;
+      this.host.pauseClient();
+    }
+  }
+
+  /** Re-runs the frames that waited, in order. */
+  private unblock(): void {
+    if (!this.blocked) return;
+    this.blocked = false;
+    const frames = this.pending;
+    this.pending = [];
+    for (let i = 0; i < frames.length; i++) {
+      const f = frames[i]!;
+      if (this.blocked) {
+        this.pending.push(...frames.slice(i));
+        break;
+      }
+      this.onFrame(f[0]!, f, 0, f.length);
+    }
+    this.flushRun();
+    if (!this.blocked) this.host.resumeClient();
+  }
+
+  private opening = false;
+
+  /** Leases a connection to a replica the first time the session sends it something. */
+  private openReplica(node: number): void {
+    if (this.opening) return;
+    const target = this.host.cluster().node(node);
+    if (!target) {
+      this.failedNodes.add(node);
+      queueMicrotask(() => this.unblock());
+      return;
+    }
+    this.opening = true;
+    this.host.pool
+      .lease({
+        node: target as ClusterNode,
+        user: this.host.user,
+        database: this.host.database,
+        params: this.host.params,
+        credentials: this.host.credentials,
+      })
+      .then((conn) => {
+        this.opening = false;
+        if (this.terminated) {
+          this.host.pool.release(conn);
+          return;
+        }
+        conn.sink = this.sink!;
+        this.conns.set(node, conn);
+        // A node joining late first gets the session's SET state.
+        if (this.sets.length > 0) conn.request(Buffer.concat(this.sets.map((s) => w.query(s))), this.sets.length, false);
+        this.unblock();
+      })
+      .catch((e: Error) => {
+        this.opening = false;
+        this.failedNodes.add(node);
+        this.host.log.warn({ node, err: e.message }, 'replica unavailable for this session; its reads go to the primary');
+        this.unblock();
+      });
+  }
+
+  /** Set by the session: where leased connections deliver their replies. */
+  sink: import('../backend/connection.ts').ReplySink | null = null;
+
+  /** A connection finished some requests: waiting frames may proceed. */
+  onReady(conn: ServerConnection): void {
+    if (conn.node.id === this.primaryId && conn.owed === 0) this.predictedTx = conn.txStatus !== TxStatus.Idle;
+    if (this.blocked && !conn.busyForClient) this.unblock();
+  }
+
+  /**
+   * A replica connection died. The session goes on with the primary; a request the replica still
+   * owed the client gets an ErrorResponse and ReadyForQuery in its place.
+   */
+  replicaLost(conn: ServerConnection): void {
+    const id = conn.node.id;
+    this.conns.delete(id);
+    this.failedNodes.add(id);
+    const owed = conn.forwardOwed;
+    const status = this.primary?.txStatus ?? TxStatus.Idle;
+    if (owed > 0 || this.openNode === id) {
+      const err = w.errorResponse({
+        severity: 'ERROR',
+        code: SqlState.CONNECTION_FAILURE,
+        message: `lost the connection to replica node ${id} while it ran the statement`,
+        hint: 'The session goes on; later reads are sent to the primary.',
+      });
+      for (let i = 0; i < Math.max(1, owed); i++) this.host.writeClient(i < owed ? Buffer.concat([err, w.readyForQuery(status)]) : err);
+    }
+    if (this.openNode === id) this.openNode = null;
+    this.host.pool.release(conn);
+    this.unblock();
+  }
+}
