@@ -119,6 +119,8 @@ function classifyStatement(stmt: Node): Classification {
       }
       if (x.locking) return classification('primary', 'SELECT ... FOR UPDATE/SHARE', 'select', extra);
       if (x.dml) return classification('primary', 'data-modifying CTE', 'select', extra);
+      // Pgpool-II balances only text that starts with SELECT, WITH, TABLE or '(': a bare VALUES stays on the primary.
+      if (body['valuesLists'] !== undefined) return classification('primary', 'VALUES (not balanced, as in Pgpool-II)', 'select', extra);
       return classification('either', 'SELECT', 'select', extra);
     }
     case 'InsertStmt':

@@ -83,6 +83,8 @@ const CASES: Array<[string, 'primary' | 'all' | 'either', string?]> = [
   ['SELECT 1; SELECT 2', 'primary'],
   ['selec 1', 'primary'],
   ['', 'either'],
+  ['VALUES (1)', 'primary'],
+  ['TABLE t', 'either'],
   ['SELECT nextval(\'s\')', 'either'], // the function rule is applied by the router, not here
 ];
 
