@@ -14,7 +14,8 @@ import { CancelRegistry } from './client/cancel-registry.ts';
 import type { ProxyContext, SessionSettings } from './client/context.ts';
 import { Listeners } from './client/listener.ts';
 import { Session } from './client/session.ts';
-import { ClusterView, type ClusterNode } from './pool/cluster.ts';
+import { ClusterStore, ClusterView, UNKNOWN_LAG, type ClusterNode } from './pool/cluster.ts';
+import { NodeStats } from './pool/node-stats.ts';
 import { Pool, type PoolOptions } from './pool/pool.ts';
 import { compileFunctionList, compileQueryPatterns, type RouteSettings } from './router/route.ts';
 import { loadParser } from './router/parse-tree.ts';
@@ -75,6 +76,9 @@ function clusterNodes(c: Config): ClusterNode[] {
     alwaysPrimary: b.flag.alwaysPrimary,
     disallowToFailover: b.flag.disallowToFailover,
     applicationName: b.applicationName,
+    status: 'up' as const,
+    lag: UNKNOWN_LAG,
+    lastStatusChange: new Date(),
   }));
 }
 
@@ -90,7 +94,8 @@ export class Proxy {
   private passwd: PoolPasswd | undefined;
   private hba: HbaFile | undefined;
   private tlsContext: tls.SecureContext | undefined;
-  private cluster: ClusterView;
+  readonly cluster: ClusterStore;
+  readonly stats = new NodeStats();
   private settings: SessionSettings;
   private routing: RouteSettings;
   readonly ctx: ProxyContext;
@@ -99,9 +104,9 @@ export class Proxy {
     private config: Config,
     private readonly o: StartOptions,
   ) {
-    this.pool = new Pool(poolOptions(config), o.log);
+    this.pool = new Pool(poolOptions(config), o.log, (node, severity) => this.stats.serverError(node, severity));
     this.admission = new Admission(this.admissionLimits(config));
-    this.cluster = ClusterView.fromNodes(clusterNodes(config));
+    this.cluster = new ClusterStore(ClusterView.fromNodes(clusterNodes(config)));
     this.settings = sessionSettings(config);
     this.routing = routeSettings(config);
     this.loadSecrets(config);
@@ -113,7 +118,8 @@ export class Proxy {
       cancels: this.cancels,
       settings: () => self.settings,
       routeSettings: () => self.routing,
-      cluster: () => self.cluster,
+      cluster: () => self.cluster.view,
+      stats: this.stats,
       passwd: () => self.passwd,
       hba: () => self.hba,
       tls: () => self.tlsContext,
@@ -170,7 +176,7 @@ export class Proxy {
       (sock, local) => p.accept(sock, local),
     );
     o.log.info(
-      { addresses: p.listeners.addresses(), backends: config.backends.map((b) => `${b.hostname}:${b.port}`), primary: p.cluster.primaryId },
+      { addresses: p.listeners.addresses(), backends: config.backends.map((b) => `${b.hostname}:${b.port}`), primary: p.cluster.view.primaryId },
       'listening',
     );
     return p;

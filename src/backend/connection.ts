@@ -118,6 +118,8 @@ export class ServerConnection {
   socket!: net.Socket;
   private readonly scanner = new ReplyScanner(REPLY_INTEREST);
   private readyCount = 0;
+  /** Told the severity of each ErrorResponse the backend sends. */
+  onError: ((severity: string) => void) | null = null;
   /** Called when an idle (pooled) connection closes, so the pool can forget it. */
   onIdleClose: ((c: ServerConnection) => void) | null = null;
 
@@ -366,6 +368,7 @@ export class ServerConnection {
     } else if (type === Backend.ErrorResponse) {
       this.errors++;
       const f = decodeErrorFields(buf, start, end);
+      this.onError?.(f.severity);
       this.sawFatal = f.severity === 'FATAL' || f.severity === 'PANIC';
       if (this.sawFatal) this.broken = true;
     }

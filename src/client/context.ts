@@ -6,10 +6,19 @@ import type { Logger } from 'pino';
 import type { PoolPasswd } from '../auth/pool-passwd.ts';
 import type { Pool } from '../pool/pool.ts';
 import type { ClusterView } from '../pool/cluster.ts';
+import type { NodeStats } from '../pool/node-stats.ts';
 import type { Admission } from './admission.ts';
 import type { CancelRegistry } from './cancel-registry.ts';
 import type { HbaFile } from './hba.ts';
 import type { RouteSettings } from '../router/route.ts';
+
+/** What an admin command may know of the session that sent it. */
+export interface AdminSessionInfo {
+  readonly user: string;
+  readonly database: string;
+  /** This session's load-balance node (SHOW pool_nodes' load_balance_node). */
+  readonly loadBalanceNode: number;
+}
 
 /** The settings a session reads, in the units it uses. */
 export interface SessionSettings {
@@ -27,6 +36,13 @@ export interface ProxyContext {
   readonly pool: Pool;
   readonly admission: Admission;
   readonly cancels: CancelRegistry;
+  /** Per-node statement and error counters (SHOW pool_nodes, pool_backend_stats, metrics). */
+  readonly stats: NodeStats;
+  /**
+   * pgrouter's own commands (SHOW pool_nodes, PGPOOL SHOW...): a complete reply (without the
+   * ReadyForQuery) for a simple Query it answers itself, or undefined to route it as usual.
+   */
+  admin?: ((sql: string, session: AdminSessionInfo) => Buffer | undefined) | undefined;
   settings(): SessionSettings;
   routeSettings(): RouteSettings;
   cluster(): ClusterView;

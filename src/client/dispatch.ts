@@ -8,7 +8,9 @@ import { Frontend, TxStatus } from '../protocol/codes.ts';
 import * as w from '../protocol/writer.ts';
 import type { BackendCredentials, ServerConnection } from '../backend/connection.ts';
 import type { Pool } from '../pool/pool.ts';
-import type { ClusterNode, ClusterView } from '../pool/cluster.ts';
+import { isUsable, type ClusterNode, type ClusterView } from '../pool/cluster.ts';
+import type { NodeStats } from '../pool/node-stats.ts';
+import type { AdminSessionInfo } from './context.ts';
 import { classify } from '../router/classify.ts';
 import { primaryReason, weightedChoice, type RouteSettings } from '../router/route.ts';
 import type { Classification } from '../router/statement.ts';
@@ -24,6 +26,9 @@ export interface DispatchHost {
   readonly credentials: BackendCredentials;
   cluster(): ClusterView;
   routeSettings(): RouteSettings;
+  readonly stats: NodeStats;
+  /** pgrouter's own commands; see ProxyContext.admin. */
+  readonly admin: ((sql: string, session: AdminSessionInfo) => Buffer | undefined) | undefined;
   /** Writes to the client; false when its buffer is full. */
   writeClient(buf: Buffer): boolean;
   pauseClient(): void;
@@ -44,6 +49,9 @@ interface PreparedStatement {
 
 /** A frame of the pending extended-protocol batch: a view of the client's chunk. */
 type Frame = readonly [buf: Buffer, start: number, end: number];
+
+/** Text that may be one of pgrouter's own commands (checked before the full match). */
+const ADMIN_COMMAND = /^\s*(show\s+pool_|pgpool\s)/i;
 
 const TRANSACTION_RESET = /^\s*(discard\s+all|reset\s+all)\s*;?\s*$/i;
 
@@ -96,7 +104,7 @@ export class Dispatcher {
   private chooseLbNode(): number {
     const s = this.host.routeSettings();
     if (!s.loadBalance) return this.primaryId;
-    const nodes = this.host.cluster().nodes;
+    const nodes = this.host.cluster().nodes.filter((n) => isUsable(n));
     return weightedChoice(nodes)?.id ?? this.primaryId;
   }
 
@@ -168,6 +176,15 @@ export class Dispatcher {
 
   private onQuery(buf: Buffer, start: number, end: number): void {
     const sql = buf.toString('utf8', start + 5, end - 1);
+    if (this.host.admin && ADMIN_COMMAND.test(sql)) {
+      const reply = this.host.admin(sql, { user: this.host.user, database: this.host.database, loadBalanceNode: this.lbNodeId });
+      if (reply !== undefined) {
+        // Answered here, after every reply still owed to the client; ReadyForQuery 'I' as Pgpool-II sends.
+        if (!this.mayForwardTo(-1)) return this.block(buf, start, end);
+        this.host.writeClient(Buffer.concat([reply, w.readyForQuery(TxStatus.Idle)]));
+        return;
+      }
+    }
     const c = classify(sql);
     const d = this.decide(c, sql);
     if (!this.ready(d.node)) return this.block(buf, start, end);
@@ -175,9 +192,14 @@ export class Dispatcher {
     this.activeNode = d.node;
     this.addToRun(conn, buf, start, end, 1);
     this.flushRun();
+    this.host.stats.statement(d.node, c.kind);
     if (d.all) {
       const copy = Buffer.from(buf.subarray(start, end));
-      for (const [id, other] of this.conns) if (id !== d.node) other.request(copy, 1, false);
+      for (const [id, other] of this.conns)
+        if (id !== d.node) {
+          other.request(copy, 1, false);
+          this.host.stats.statement(id, c.kind);
+        }
       if (c.tx === 'begin' && this.conns.has(this.lbNodeId)) this.lbInTx = true;
     }
     this.afterRoute(c, sql, d.node);
@@ -216,7 +238,9 @@ export class Dispatcher {
   }
 
   private usable(nodeId: number): boolean {
-    return nodeId === this.primaryId || (this.host.cluster().node(nodeId) !== undefined && !this.failedNodes.has(nodeId));
+    if (nodeId === this.primaryId) return true;
+    const n = this.host.cluster().node(nodeId);
+    return n !== undefined && isUsable(n) && !this.failedNodes.has(nodeId);
   }
 
   private readonly failedNodes = new Set<number>();
@@ -270,6 +294,7 @@ export class Dispatcher {
     const parsed: Array<{ name: string; sql: string; c: Classification; frame: Frame }> = [];
     const referenced: string[] = [];
     const closed: string[] = [];
+    const bound: string[] = [];
     let needPrimary = false;
     for (const f of frames) {
       const [buf, start, end] = f;
@@ -302,6 +327,7 @@ export class Dispatcher {
           closed.push(name);
           continue;
         }
+        if (type === Frontend.Bind) bound.push(name);
         if (parsed.some((p) => p.name === name)) continue;
         referenced.push(name);
         const s = this.statements.get(name);
@@ -342,6 +368,10 @@ export class Dispatcher {
       this.afterRoute(p.c, p.sql, node);
     }
     for (const name of closed) this.statements.delete(name);
+    for (const name of bound) {
+      const s = this.statements.get(name);
+      if (s) this.host.stats.statement(node, s.c.kind);
+    }
   }
 
   // ---- sending ----

@@ -219,7 +219,12 @@ export class Session implements ReplySink, ClientChannel {
     const ctx = this.ctx;
     const settings = ctx.settings();
     const primary = ctx.cluster().primary;
-    if (!primary) throw new ProxyError(SqlState.CONNECTION_FAILURE, 'no primary node is available', 'FATAL');
+    if (!primary || primary.status === 'down')
+      throw new ProxyError(
+        SqlState.CONNECTION_FAILURE,
+        primary ? `the primary, ${describeNode(primary)}, is down` : 'no primary node is known',
+        'FATAL',
+      );
     const secret = ctx.passwd()?.get(this.user);
     const verifyLater = settings.allowClearTextFrontendAuth && (secret === undefined || secret.kind === 'unusable');
     const hba = ctx.hba();
@@ -326,6 +331,8 @@ export class Session implements ReplySink, ClientChannel {
       },
       cluster: () => this.ctx.cluster(),
       routeSettings: () => this.ctx.routeSettings(),
+      stats: this.ctx.stats,
+      admin: this.ctx.admin,
       writeClient: (b: Buffer) => !this.sock.destroyed && this.sock.write(b),
       pauseClient: () => this.sock.pause(),
       resumeClient: () => {

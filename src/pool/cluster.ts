@@ -4,11 +4,33 @@
 
 import type { BackendNode } from '../backend/node.ts';
 
+/** Pgpool-II's node status words. */
+export type NodeStatus = 'up' | 'waiting' | 'down' | 'unused';
+
+/** Replication figures from the streaming-replication check; null while unknown. */
+export interface NodeLag {
+  readonly bytes: number | null;
+  readonly seconds: number | null;
+  /** pg_stat_replication.state / sync_state, '' when unmatched or for the primary. */
+  readonly state: string;
+  readonly syncState: string;
+}
+
 export interface ClusterNode extends BackendNode {
   readonly weight: number;
   readonly alwaysPrimary: boolean;
   readonly disallowToFailover: boolean;
   readonly applicationName: string;
+  readonly status: NodeStatus;
+  readonly lag: NodeLag;
+  readonly lastStatusChange: Date;
+}
+
+export const UNKNOWN_LAG: NodeLag = { bytes: null, seconds: null, state: '', syncState: '' };
+
+/** True for a node that may be sent statements. */
+export function isUsable(n: ClusterNode): boolean {
+  return n.status === 'up' || n.status === 'waiting';
 }
 
 export class ClusterView {
@@ -30,5 +52,42 @@ export class ClusterView {
 
   node(id: number): ClusterNode | undefined {
     return this.nodes.find((n) => n.id === id);
+  }
+
+  /** A copy with one node changed (status changes also stamp lastStatusChange). */
+  withNode(id: number, patch: Partial<Omit<ClusterNode, 'id'>>): ClusterView {
+    return new ClusterView(
+      this.nodes.map((n) =>
+        n.id !== id
+          ? n
+          : { ...n, ...patch, lastStatusChange: patch.status !== undefined && patch.status !== n.status ? new Date() : n.lastStatusChange },
+      ),
+      this.primaryId,
+    );
+  }
+
+  /** A copy with another primary (-1: none known). */
+  withPrimary(id: number): ClusterView {
+    return new ClusterView(this.nodes, id);
+  }
+}
+
+/** Holds the current cluster view; health checks swap it, sessions read it. */
+export class ClusterStore {
+  private listeners: Array<(v: ClusterView, old: ClusterView) => void> = [];
+  constructor(private current: ClusterView) {}
+
+  get view(): ClusterView {
+    return this.current;
+  }
+
+  set(v: ClusterView): void {
+    const old = this.current;
+    this.current = v;
+    for (const l of this.listeners) l(v, old);
+  }
+
+  onChange(l: (v: ClusterView, old: ClusterView) => void): void {
+    this.listeners.push(l);
   }
 }

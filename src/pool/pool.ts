@@ -63,6 +63,8 @@ export class Pool {
   constructor(
     private options: PoolOptions,
     private readonly log: Logger,
+    /** Told of every ErrorResponse severity a backend sends (SHOW pool_backend_stats). */
+    private readonly onServerError: (nodeId: number, severity: string) => void = () => {},
   ) {}
 
   /** Applies reloadable options (reset_query_list, cache size) to later leases and releases. */
@@ -97,6 +99,7 @@ export class Pool {
       ssl: this.options.ssl,
     });
     this.all.add(c);
+    c.onError = (severity) => this.onServerError(c.node.id, severity);
     c.state = 'leased';
     this.log.debug({ conn: c.tag, pid: c.pid }, 'backend connection opened');
     return this.leased(c);
