@@ -51,6 +51,9 @@ function routeSettings(c: Config): RouteSettings {
     primaryPatterns: compileQueryPatterns(s.primary_routing_query_pattern_list),
     disableLbOnWrite: s.disable_load_balance_on_write,
     statementLevel: s.statement_level_load_balance,
+    delayThresholdBytes: s.delay_threshold,
+    delayThresholdMs: s.delay_threshold_by_time,
+    preferLowerDelayStandby: s.prefer_lower_delay_standby,
   };
 }
 

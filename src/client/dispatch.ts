@@ -12,7 +12,7 @@ import { isUsable, type ClusterNode, type ClusterView } from '../pool/cluster.ts
 import type { NodeStats } from '../pool/node-stats.ts';
 import type { AdminSessionInfo } from './context.ts';
 import { classify } from '../router/classify.ts';
-import { primaryReason, weightedChoice, type RouteSettings } from '../router/route.ts';
+import { lagMeasure, lagOverThreshold, primaryReason, weightedChoice, type RouteSettings } from '../router/route.ts';
 import type { Classification } from '../router/statement.ts';
 import { SqlState } from '../errors/sqlstate.ts';
 
@@ -234,7 +234,22 @@ export class Dispatcher {
     if (!this.usable(lb)) return this.primaryId;
     // Inside a transaction a replica may serve reads only if it took part in the BEGIN.
     if (lb !== this.primaryId && this.inTransaction() && !this.lbInTx) return this.primaryId;
+    if (lb !== this.primaryId) {
+      const node = this.host.cluster().node(lb)!;
+      if (lagOverThreshold(node.lag, s) > 0) return this.lessDelayed(s);
+    }
     return lb;
+  }
+
+  /** prefer_lower_delay_standby: the least-delayed replica within the threshold, else the primary. */
+  private lessDelayed(s: RouteSettings): number {
+    if (!s.preferLowerDelayStandby || this.inTransaction()) return this.primaryId;
+    const candidates = this.host
+      .cluster()
+      .nodes.filter((n) => n.id !== this.primaryId && n.weight > 0 && this.usable(n.id) && lagOverThreshold(n.lag, s) === 0);
+    if (candidates.length === 0) return this.primaryId;
+    const least = Math.min(...candidates.map((n) => lagMeasure(n.lag, s)));
+    return weightedChoice(candidates.filter((n) => lagMeasure(n.lag, s) === least))?.id ?? this.primaryId;
   }
 
   private usable(nodeId: number): boolean {

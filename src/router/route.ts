@@ -19,6 +19,30 @@ export interface RouteSettings {
   readonly primaryPatterns: readonly RegExp[];
   readonly disableLbOnWrite: DisableLbOnWrite;
   readonly statementLevel: boolean;
+  /** delay_threshold in bytes (0: off); ignored when delayThresholdMs > 0, as in Pgpool-II. */
+  readonly delayThresholdBytes: number;
+  /** delay_threshold_by_time in milliseconds (0: off). */
+  readonly delayThresholdMs: number;
+  readonly preferLowerDelayStandby: boolean;
+}
+
+/** A replica's lag as the streaming-replication check last saw it (null: not measured). */
+export interface LagFigures {
+  readonly bytes: number | null;
+  readonly seconds: number | null;
+}
+
+/** How far over the threshold a replica is, or 0 when within it or when its lag is unknown. */
+export function lagOverThreshold(lag: LagFigures, s: RouteSettings): number {
+  if (s.delayThresholdMs > 0) return lag.seconds !== null && lag.seconds * 1000 > s.delayThresholdMs ? lag.seconds * 1000 - s.delayThresholdMs : 0;
+  if (s.delayThresholdBytes > 0) return lag.bytes !== null && lag.bytes > s.delayThresholdBytes ? lag.bytes - s.delayThresholdBytes : 0;
+  return 0;
+}
+
+/** The figure a threshold compares (ms or bytes), for choosing the least-delayed replica. */
+export function lagMeasure(lag: LagFigures, s: RouteSettings): number {
+  if (s.delayThresholdMs > 0) return lag.seconds === null ? 0 : lag.seconds * 1000;
+  return lag.bytes ?? 0;
 }
 
 /** write_function_list / read_only_function_list entries as anchored regexes (double quotes dropped). */
