@@ -54,6 +54,7 @@ function routeSettings(c: Config): RouteSettings {
     delayThresholdBytes: s.delay_threshold,
     delayThresholdMs: s.delay_threshold_by_time,
     preferLowerDelayStandby: s.prefer_lower_delay_standby,
+    traceAll: s.notice_per_node_statement,
   };
 }
 

@@ -50,6 +50,9 @@ interface PreparedStatement {
 /** A frame of the pending extended-protocol batch: a view of the client's chunk. */
 type Frame = readonly [buf: Buffer, start: number, end: number];
 
+/** `SET pgrouter.trace_routing = on|off` (a custom setting PostgreSQL accepts as it is). */
+const TRACE_SETTING = /^\s*set\s+(?:session\s+)?pgrouter\.trace_routing\s*(?:=|to)\s*(\S+?)\s*;?\s*$/i;
+
 /** Text that may be one of pgrouter's own commands (checked before the full match). */
 const ADMIN_COMMAND = /^\s*(show\s+pool_|pgpool\s)/i;
 
@@ -85,6 +88,8 @@ export class Dispatcher {
   private runEnd = 0;
   private runUnits = 0;
   private terminated = false;
+  /** `SET pgrouter.trace_routing = on`: a NoticeResponse for every routing decision. */
+  private trace = false;
 
   constructor(
     private readonly host: DispatchHost,
@@ -190,6 +195,7 @@ export class Dispatcher {
     if (!this.ready(d.node)) return this.block(buf, start, end);
     const conn = this.conns.get(d.node)!;
     this.activeNode = d.node;
+    if (this.trace || this.host.routeSettings().traceAll) this.notice(d.node, d.all, d.reason);
     this.addToRun(conn, buf, start, end, 1);
     this.flushRun();
     this.host.stats.statement(d.node, c.kind);
@@ -220,23 +226,39 @@ export class Dispatcher {
     const why = primaryReason(c, sql, this.state(), this.host.routeSettings());
     if (why !== null) return { node: primary, all: false, reason: why };
     const lb = this.balanceNode();
-    return { node: lb, all: false, reason: lb === primary ? 'load-balance node is the primary' : 'read' };
+    return { node: lb, all: false, reason: this.balanceReason };
   }
+
+  /** Why balanceNode chose what it chose (for the routing trace). */
+  private balanceReason = 'read';
 
   /** The node a read may go to now. */
   private balanceNode(): number {
+    this.balanceReason = 'read';
     const s = this.host.routeSettings();
     let lb = this.lbNodeId;
     if (s.statementLevel && !this.inTransaction()) {
       const choice = weightedChoice(this.host.cluster().nodes.filter((n) => this.usable(n.id)));
       if (choice) lb = choice.id;
     }
-    if (!this.usable(lb)) return this.primaryId;
+    if (lb === this.primaryId) {
+      this.balanceReason = 'read (the load-balance node is the primary)';
+      return lb;
+    }
+    if (!this.usable(lb)) {
+      this.balanceReason = `read (node ${lb} is not available)`;
+      return this.primaryId;
+    }
     // Inside a transaction a replica may serve reads only if it took part in the BEGIN.
-    if (lb !== this.primaryId && this.inTransaction() && !this.lbInTx) return this.primaryId;
-    if (lb !== this.primaryId) {
-      const node = this.host.cluster().node(lb)!;
-      if (lagOverThreshold(node.lag, s) > 0) return this.lessDelayed(s);
+    if (this.inTransaction() && !this.lbInTx) {
+      this.balanceReason = 'read in a transaction the replica did not begin';
+      return this.primaryId;
+    }
+    const node = this.host.cluster().node(lb)!;
+    const over = lagOverThreshold(node.lag, s);
+    if (over > 0) {
+      this.balanceReason = `replica node ${lb} lag ${s.delayThresholdMs > 0 ? `${over.toFixed(0)} ms` : `${over} bytes`} over threshold`;
+      return this.lessDelayed(s);
     }
     return lb;
   }
@@ -290,6 +312,8 @@ export class Dispatcher {
       if (writes && !readOnlySet && (this.inTransaction() || mode === 'always')) this.writing = true;
     }
     if (c.target === 'all' && c.tx === 'none') {
+      const t = TRACE_SETTING.exec(sql);
+      if (t) this.trace = /^(on|true|yes|1|'on'|'true')$/i.test(t[1]!);
       if (TRANSACTION_RESET.test(sql)) this.sets = [];
       else if (/^\s*(set|reset)\b/i.test(sql)) this.sets.push(sql);
       if (/^\s*discard\s+(all|temp|temporary)/i.test(sql)) this.temp.clear();
@@ -373,6 +397,8 @@ export class Dispatcher {
       }
     }
     this.activeNode = node;
+    if ((this.trace || this.host.routeSettings().traceAll) && (parsed.length > 0 || referenced.length > 0))
+      this.notice(node, false, needPrimary ? 'extended-protocol batch needs the primary' : 'extended-protocol read');
     for (let i = 0; i < frames.length; i++) {
       const [buf, start, end] = frames[i]!;
       this.addToRun(conn, buf, start, end, i === frames.length - 1 ? units : 0);
@@ -387,6 +413,19 @@ export class Dispatcher {
       const s = this.statements.get(name);
       if (s) this.host.stats.statement(node, s.c.kind);
     }
+  }
+
+  /** Tells the client where its statement went and why. */
+  private notice(node: number, all: boolean, reason: string): void {
+    const role = node === this.primaryId ? 'primary' : 'replica';
+    this.flushRun();
+    this.host.writeClient(
+      w.noticeResponse({
+        severity: 'NOTICE',
+        code: SqlState.SUCCESSFUL_COMPLETION,
+        message: `pgrouter: sent to node ${node} (${role})${all ? ' and every other node of the session' : ''}: ${reason}`,
+      }),
+    );
   }
 
   // ---- sending ----

@@ -24,6 +24,8 @@ export interface RouteSettings {
   /** delay_threshold_by_time in milliseconds (0: off). */
   readonly delayThresholdMs: number;
   readonly preferLowerDelayStandby: boolean;
+  /** notice_per_node_statement: trace every routing decision to every client. */
+  readonly traceAll: boolean;
 }
 
 /** A replica's lag as the streaming-replication check last saw it (null: not measured). */

@@ -282,3 +282,29 @@ test('statement_level_load_balance spreads the reads of one session', async () =
   await cl.end();
   assert.deepEqual([...seen].sort(), ['primary', 'replica']);
 });
+
+test('SET pgrouter.trace_routing = on names the node and the reason of each decision', async () => {
+  const p = await proxy();
+  const cl = await client(p);
+  const notices: string[] = [];
+  cl.on('notice', (n) => notices.push(n.message ?? ''));
+  try {
+    await cl.query('SET pgrouter.trace_routing = on');
+    await cl.query(`SELECT ${P}`);
+    await cl.query(`SELECT ${P}, nextval('route_seq')`);
+    await cl.query('BEGIN');
+    await cl.query('UPDATE route_t SET v = v WHERE id = 6');
+    await cl.query(`SELECT ${P}`);
+    await cl.query('COMMIT');
+    await cl.query('SET pgrouter.trace_routing = off');
+    await cl.query(`SELECT ${P}`);
+    assert.ok(notices.some((n) => /node 1 \(replica\): read$/.test(n)), notices.join('\n'));
+    assert.ok(notices.some((n) => /node 0 \(primary\): write function nextval/.test(n)), notices.join('\n'));
+    assert.ok(notices.some((n) => /node 0 \(primary\): in writing transaction/.test(n)), notices.join('\n'));
+    const afterOff = notices.length;
+    await cl.query(`SELECT ${P}`);
+    assert.equal(notices.length, afterOff, 'no notices once tracing is off');
+  } finally {
+    await cl.end();
+  }
+});
