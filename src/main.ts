@@ -17,7 +17,7 @@ import { Session } from './client/session.ts';
 import { ClusterStore, ClusterView, UNKNOWN_LAG, type ClusterNode } from './pool/cluster.ts';
 import { NodeStats } from './pool/node-stats.ts';
 import { Pool, type PoolOptions } from './pool/pool.ts';
-import { compileFunctionList, compileQueryPatterns, type RouteSettings } from './router/route.ts';
+import { compileFunctionList, compileQueryPatterns, parseRedirectList, type RouteSettings } from './router/route.ts';
 import { loadParser } from './router/parse-tree.ts';
 
 export interface StartOptions {
@@ -55,6 +55,11 @@ function routeSettings(c: Config): RouteSettings {
     delayThresholdMs: s.delay_threshold_by_time,
     preferLowerDelayStandby: s.prefer_lower_delay_standby,
     traceAll: s.notice_per_node_statement,
+    redirects: {
+      appName: parseRedirectList(s.app_name_redirect_preference_list),
+      database: parseRedirectList(s.database_redirect_preference_list),
+      user: parseRedirectList(s.user_redirect_preference_list),
+    },
   };
 }
 

@@ -12,7 +12,7 @@ import { isUsable, type ClusterNode, type ClusterView } from '../pool/cluster.ts
 import type { NodeStats } from '../pool/node-stats.ts';
 import type { AdminSessionInfo } from './context.ts';
 import { classify } from '../router/classify.ts';
-import { lagMeasure, lagOverThreshold, primaryReason, weightedChoice, type RouteSettings } from '../router/route.ts';
+import { applyRedirect, lagMeasure, lagOverThreshold, primaryReason, weightedChoice, type RouteSettings } from '../router/route.ts';
 import type { Classification } from '../router/statement.ts';
 import { SqlState } from '../errors/sqlstate.ts';
 
@@ -110,6 +110,16 @@ export class Dispatcher {
     const s = this.host.routeSettings();
     if (!s.loadBalance) return this.primaryId;
     const nodes = this.host.cluster().nodes.filter((n) => isUsable(n));
+    // Redirect lists first (application_name from the startup packet, then database, then user).
+    const app = this.host.params.get('application_name') ?? '';
+    for (const [list, value] of [
+      [s.redirects.appName, app],
+      [s.redirects.database, this.host.database],
+      [s.redirects.user, this.host.user],
+    ] as const) {
+      const rule = list.find((r) => r.pattern.test(value));
+      if (rule) return applyRedirect(rule, nodes, this.primaryId) ?? this.primaryId;
+    }
     return weightedChoice(nodes)?.id ?? this.primaryId;
   }
 

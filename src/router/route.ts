@@ -26,6 +26,12 @@ export interface RouteSettings {
   readonly preferLowerDelayStandby: boolean;
   /** notice_per_node_statement: trace every routing decision to every client. */
   readonly traceAll: boolean;
+  /** app_name_ / database_ / user_redirect_preference_list, in that order of precedence. */
+  readonly redirects: {
+    readonly appName: readonly RedirectRule[];
+    readonly database: readonly RedirectRule[];
+    readonly user: readonly RedirectRule[];
+  };
 }
 
 /** A replica's lag as the streaming-replication check last saw it (null: not measured). */
@@ -115,4 +121,52 @@ export function weightedChoice<T extends { weight: number }>(candidates: readonl
     if (r < 0) return c;
   }
   return candidates.filter((c) => c.weight > 0).at(-1);
+}
+
+/** One entry of a *_redirect_preference_list: `pattern:target(ratio)`. */
+export interface RedirectRule {
+  readonly pattern: RegExp;
+  readonly target: number | 'primary' | 'standby';
+  readonly ratio: number;
+}
+
+/**
+ * Parses Pgpool-II's redirect preference list syntax, e.g.
+ * `'postgres:primary,mydb[01]:1(0.3),mydb2:standby'`. Throws with the entry on a bad one.
+ */
+export function parseRedirectList(list: string): RedirectRule[] {
+  const out: RedirectRule[] = [];
+  for (const raw of list.split(',')) {
+    const entry = raw.trim();
+    if (entry === '') continue;
+    const colon = entry.lastIndexOf(':');
+    if (colon <= 0) throw new Error(`invalid redirect preference entry "${entry}": expected pattern:target`);
+    const pattern = entry.slice(0, colon);
+    const m = /^(primary|standby|\d+)(?:\((0(?:\.\d+)?|1(?:\.0+)?)\))?$/i.exec(entry.slice(colon + 1).trim());
+    if (!m) throw new Error(`invalid redirect preference entry "${entry}": target must be primary, standby or a node id, with an optional (ratio)`);
+    const t = m[1]!.toLowerCase();
+    out.push({
+      pattern: new RegExp(`^(?:${pattern})$`),
+      target: t === 'primary' || t === 'standby' ? t : Number(t),
+      ratio: m[2] === undefined ? 1 : Number(m[2]),
+    });
+  }
+  return out;
+}
+
+/** The load-balance node a redirect rule picks, among `nodes` (usable, with weights). */
+export function applyRedirect<T extends { id: number; weight: number }>(
+  rule: RedirectRule,
+  nodes: readonly T[],
+  primaryId: number,
+  random = Math.random,
+): number | undefined {
+  if (rule.target === 'standby') {
+    const standbys = nodes.filter((n) => n.id !== primaryId);
+    if (standbys.length > 0 && random() < rule.ratio) return weightedChoice(standbys, random)?.id ?? primaryId;
+    return primaryId;
+  }
+  const id = rule.target === 'primary' ? primaryId : rule.target;
+  if (nodes.some((n) => n.id === id) && random() < rule.ratio) return id;
+  return weightedChoice(nodes.filter((n) => n.id !== id), random)?.id;
 }

@@ -308,3 +308,31 @@ test('SET pgrouter.trace_routing = on names the node and the reason of each deci
     await cl.end();
   }
 });
+
+test('redirect preference lists: application_name, then database, then user', async () => {
+  const p = await startProxy(c, {
+    conf: {
+      backend_weight0: 1,
+      backend_weight1: 1,
+      app_name_redirect_preference_list: 'to_primary:primary,to_replica:1,half_.*:standby(0.5)',
+      database_redirect_preference_list: 'app:primary',
+      user_redirect_preference_list: 'postgres:standby',
+    },
+  });
+  proxies.push(p);
+  async function landing(app: string): Promise<Set<string>> {
+    const seen = new Set<string>();
+    for (let i = 0; i < 20; i++) {
+      const cl = new pg.Client({ connectionString: p.url(c.users.superuser.name, c.users.superuser.password), application_name: app });
+      await cl.connect();
+      seen.add(await where(cl, `SELECT ${P}`));
+      await cl.end();
+    }
+    return seen;
+  }
+  assert.deepEqual([...(await landing('to_primary'))], ['primary']);
+  assert.deepEqual([...(await landing('to_replica'))], ['replica']);
+  assert.deepEqual([...(await landing('half_split'))].sort(), ['primary', 'replica']);
+  // No application rule matches: the database rule (app → primary) wins over the user rule.
+  assert.deepEqual([...(await landing('other'))], ['primary']);
+});
