@@ -123,6 +123,11 @@ export class Dispatcher {
     return weightedChoice(nodes)?.id ?? this.primaryId;
   }
 
+  /** True while `conn` runs something for the client: owed replies, or a Flush-ended batch not yet synced. */
+  isBusy(conn: ServerConnection): boolean {
+    return conn.owed > 0 || this.openNode === conn.node.id;
+  }
+
   /** True while no request is in flight on any connection. */
   get idle(): boolean {
     for (const c of this.conns.values()) if (c.owed > 0) return false;

@@ -385,7 +385,10 @@ export class Session implements ReplySink, ClientChannel {
 
   /** Cancellable: cancel what the session's backends are running. */
   cancel(): void {
-    for (const c of this.dispatcher?.conns.values() ?? []) if (c.owed > 0) sendCancel(c, this.ctx.settings().connectTimeoutMs);
+    const d = this.dispatcher;
+    if (!d) return;
+    // A statement sent with Flush (no Sync yet) owes no ReadyForQuery but is running all the same.
+    for (const c of d.conns.values()) if (d.isBusy(c)) sendCancel(c, this.ctx.settings().connectTimeoutMs);
   }
 
   /** The maintenance tick: enforces client_idle_limit. */
