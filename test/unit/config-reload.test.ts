@@ -15,12 +15,6 @@ function conf(text: string) {
   writeFileSync(file, text);
   return loadConfig({ file, env: {} });
 }
-function unused() {
-  const file = path.join(dir, 'pgpool.conf');
-  writeFileSync(file, text);
-  return loadConfig({ file, env: {} });
-}
-
 const base = `backend_hostname0 = 'a'\nbackend_port0 = 5432\nbackend_weight0 = 1\nport = 9999\nnum_init_children = 32\nclient_idle_limit = 0\n`;
 
 test('reloadable parameters apply; restart-only ones are kept and reported', () => {
