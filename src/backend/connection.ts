@@ -178,9 +178,13 @@ export class ServerConnection {
         if (o.credentials.askPassword) return o.credentials.askPassword();
         throw new ProxyError(
           SqlState.INVALID_PASSWORD,
-          s?.kind === 'unusable' ? s.reason : `no usable password for user "${o.user}" in pool_passwd`,
+          `password authentication failed for user "${o.user}"`,
           'FATAL',
-          `${describeNode(o.node)} asked for a password and pool_passwd has no plain-text or AES entry for this user`,
+          undefined,
+          undefined,
+          s?.kind === 'unusable'
+            ? s.reason
+            : `${describeNode(o.node)} asked for a password and pool_passwd has no plain-text or AES entry for this user`,
         );
       };
       const onMessage = async (type: number, buf: Buffer, start: number, end: number): Promise<void> => {

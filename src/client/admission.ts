@@ -71,9 +71,11 @@ export class Admission {
     while (this.active < cap && this.waiting.length > 0) this.waiting.shift()!.grant(this.grant());
   }
 
-  /** Refuses everyone still waiting (shutdown). */
-  refuseWaiting(e: Error): void {
-    for (const w of this.waiting.splice(0)) w.deny(e);
+  /** Refuses everyone still waiting (shutdown): 57P03, as PostgreSQL answers while shutting down. */
+  refuseWaiting(e?: Error): void {
+    const err =
+      e instanceof ProxyError ? e : new ProxyError(SqlState.CANNOT_CONNECT_NOW, 'pgrouter is shutting down', 'FATAL', e?.message);
+    for (const w of this.waiting.splice(0)) w.deny(err);
   }
 }
 

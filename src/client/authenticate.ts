@@ -141,12 +141,12 @@ export async function authenticateClient(
 }
 
 function noEntry(user: string, secret: PoolSecret | undefined): ProxyError {
-  if (secret?.kind === 'unusable')
-    return new ProxyError(SqlState.INVALID_PASSWORD, `password authentication failed for user "${user}"`, 'FATAL', secret.reason);
   return new ProxyError(
     SqlState.INVALID_PASSWORD,
     `password authentication failed for user "${user}"`,
     'FATAL',
-    'pool_passwd has no usable entry for this user',
+    undefined,
+    undefined,
+    secret?.kind === 'unusable' ? secret.reason : 'pool_passwd has no usable entry for this user',
   );
 }

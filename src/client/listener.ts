@@ -62,9 +62,12 @@ export class Listeners {
     return this.servers.map((s) => s.address());
   }
 
-  /** Stops accepting; existing connections are left alone. */
+  /**
+   * Stops accepting at once; existing connections are left alone. (server.close()'s callback
+   * waits for every accepted connection to end, so it is not awaited: the drain needs to run.)
+   */
   async close(): Promise<void> {
-    await Promise.all(this.servers.splice(0).map((s) => new Promise<void>((r) => s.close(() => r()))));
+    for (const s of this.servers.splice(0)) s.close();
     for (const p of this.socketPaths.splice(0)) {
       try {
         unlinkSync(p);

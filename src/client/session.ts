@@ -113,7 +113,9 @@ export class Session implements ReplySink, ClientChannel {
     const rest = b.subarray(len);
     this.startupBytes = Buffer.alloc(0);
     this.sock.pause();
-    this.onStartupPacket(Buffer.from(pkt), rest).catch((e) => this.fail(e as Error));
+    this.onStartupPacket(Buffer.from(pkt), rest).catch((e) =>
+      this.fail(e instanceof FrameError ? new ProxyError(SqlState.PROTOCOL_VIOLATION, e.message, 'FATAL') : (e as Error)),
+    );
   }
 
   private async onStartupPacket(pkt: Buffer, rest: Buffer): Promise<void> {
@@ -418,7 +420,7 @@ export class Session implements ReplySink, ClientChannel {
   fail(e: Error): void {
     if (this.phase === 'closed') return;
     if (e instanceof ProxyError) {
-      this.log.info({ code: e.code, user: this.user || undefined }, e.message);
+      this.log.info({ code: e.code, user: this.user || undefined, reason: e.internal }, e.message);
       this.sendAndClose(w.errorResponse({ severity: e.severity, code: e.code, message: e.message, detail: e.detail, hint: e.hint }));
     } else {
       this.log.error({ err: e.message, stack: e.stack }, 'session failed');

@@ -12,6 +12,8 @@ export class ProxyError extends Error {
     readonly severity: Severity = 'FATAL',
     readonly detail?: string,
     readonly hint?: string,
+    /** Logged but never sent to the client (PostgreSQL keeps auth failure reasons in its log). */
+    readonly internal?: string,
   ) {
     super(message);
     this.name = 'ProxyError';

@@ -295,10 +295,12 @@ describe('session pooling: reuse without leaks', () => {
     await leave(again);
   });
 
-  test('Pgpool-II compatibility: connections to database "postgres" are not cached', async () => {
-    // pgpool-compat.md §3: template0, template1, postgres and regression are never cached.
+  test('connections to template1 are not cached (a held one would block CREATE DATABASE)', async () => {
+    // Pgpool-II never caches template0, template1, postgres and regression (pgpool-compat.md §3).
+    // pgrouter keeps the template databases out of the pool and, deliberately, caches "postgres",
+    // which many Kubernetes applications use as their database.
     const t = c.users.trust;
-    const a = await connect(p, t.name, t.password, 'postgres');
+    const a = await connect(p, t.name, t.password, 'template1');
     const pid = await backendPid(a.client);
     await leave(a);
     const deadline = Date.now() + 3000;
@@ -308,7 +310,7 @@ describe('session pooling: reuse without leaks', () => {
       if (state === '') break;
       await sleep(50);
     }
-    assert.equal(state, '', `backend ${pid} of a "postgres" session should be closed when the client leaves, but is still "${state}"`);
+    assert.equal(state, '', `backend ${pid} of a "template1" session should be closed when the client leaves, but is still "${state}"`);
   });
 });
 
