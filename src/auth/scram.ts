@@ -132,7 +132,22 @@ interface SaltedKeys {
 }
 
 /** SaltedPassword = Hi(SASLprep(password), salt, i); then ClientKey, StoredKey, ServerKey. */
+// PBKDF2 costs ~3 ms per call at 4096 iterations and blocks the event loop, so derived keys are
+// kept per (password, salt, iterations). The map key is a SHA-256 digest, never the password.
+const derivedCache = new Map<string, SaltedKeys>();
+const MAX_DERIVED = 1024;
+
 function deriveKeys(password: string, salt: Buffer, iterations: number): SaltedKeys {
+  const key = createHash('sha256').update(password).update('\0').update(salt).update(String(iterations)).digest('base64');
+  const hit = derivedCache.get(key);
+  if (hit) return hit;
+  const keys = deriveKeysUncached(password, salt, iterations);
+  if (derivedCache.size >= MAX_DERIVED) derivedCache.clear();
+  derivedCache.set(key, keys);
+  return keys;
+}
+
+function deriveKeysUncached(password: string, salt: Buffer, iterations: number): SaltedKeys {
   const salted = pbkdf2Sync(Buffer.from(saslPrep(password), 'utf8'), salt, iterations, KEY_LEN, 'sha256');
   const clientKey = hmac(salted, 'Client Key');
   return { clientKey, storedKey: sha256(clientKey), serverKey: hmac(salted, 'Server Key') };
@@ -222,6 +237,12 @@ export class ScramServerSession {
   private readonly keys: ScramKeys;
   private readonly serverNonce: string;
   private state: 'initial' | 'sent-first' | 'done' | 'failed' = 'initial';
+  /**
+   * After a successful exchange: the client's ClientKey, recovered from its proof. With the
+   * verifier's salt and iteration count it lets pgrouter log in to a backend that stores the same
+   * verifier, without ever knowing the password (SCRAM pass-through). Kept in memory only.
+   */
+  clientKey: Buffer | undefined;
   private gs2Header = '';
   private clientFirstBare = '';
   private serverFirst = '';
@@ -299,6 +320,7 @@ export class ScramServerSession {
       if (!constantTimeEqual(sha256(clientKey), this.keys.storedKey)) {
         throw new ScramError('SCRAM client proof is wrong', true);
       }
+      this.clientKey = clientKey;
       this.state = 'done';
       return `v=${hmac(this.keys.serverKey, authMessage).toString('base64')}`;
     } catch (err) {
@@ -314,6 +336,14 @@ export class ScramServerSession {
 
 // ---------------------------------------------------------------------------------------------
 // Client side.
+
+/** What SCRAM pass-through needs to answer a backend in the client's name. */
+export interface ScramPassThrough {
+  readonly clientKey: Buffer;
+  readonly serverKey: Buffer;
+  readonly salt: Buffer;
+  readonly iterations: number;
+}
 
 /** Test hooks for ScramClientSession. */
 export interface ScramClientOptions {
@@ -331,13 +361,19 @@ export interface ScramClientOptions {
  */
 export class ScramClientSession {
   private readonly password: string;
+  private readonly passThrough: ScramPassThrough | undefined;
   private readonly clientNonce: string;
   private readonly clientFirstBare: string;
   private state: 'initial' | 'sent-first' | 'sent-final' | 'done' | 'failed' = 'initial';
   private expectedServerSignature: Buffer = Buffer.alloc(0);
 
-  constructor(password: string, options: ScramClientOptions = {}) {
-    this.password = password;
+  /**
+   * `secret` is the password, or pass-through keys: the ClientKey recovered from the client's own
+   * SCRAM exchange plus the verifier's ServerKey, salt and iterations (they must be the backend's).
+   */
+  constructor(secret: string | ScramPassThrough, options: ScramClientOptions = {}) {
+    this.password = typeof secret === 'string' ? secret : '';
+    this.passThrough = typeof secret === 'string' ? undefined : secret;
     this.clientNonce = options.nonce ?? newNonce();
     if (!isPrintableNonce(this.clientNonce)) throw new RangeError('SCRAM client nonce must be printable ASCII without ","');
     // saslname: ',' and '=' are escaped as =2C and =3D (RFC 5802 §5.1).
@@ -371,7 +407,13 @@ export class ScramClientSession {
         if (!isAttr(ext)) throw new ScramError('malformed SCRAM message: garbage at end of server-first-message');
       }
 
-      const keys = deriveKeys(this.password, salt, iterations);
+      let keys: SaltedKeys;
+      const pt = this.passThrough;
+      if (pt) {
+        if (pt.iterations !== iterations || !pt.salt.equals(salt))
+          throw new ScramError('the backend\'s SCRAM salt or iteration count differs from the pool_passwd verifier');
+        keys = { clientKey: pt.clientKey, storedKey: sha256(pt.clientKey), serverKey: pt.serverKey };
+      } else keys = deriveKeys(this.password, salt, iterations);
       const withoutProof = `c=${Buffer.from('n,,').toString('base64')},r=${nonce}`;
       const authMessage = `${this.clientFirstBare},${msg},${withoutProof}`;
       const proof = xor(keys.clientKey, hmac(keys.storedKey, authMessage));

@@ -12,7 +12,7 @@ import { decodeErrorFields, type ErrorFields } from '../protocol/error-response.
 import { decodeParameterStatus } from '../protocol/read.ts';
 import * as w from '../protocol/writer.ts';
 import { md5PasswordHash, md5Response } from '../auth/md5.ts';
-import { ScramClientSession } from '../auth/scram.ts';
+import { ScramClientSession, type ScramPassThrough } from '../auth/scram.ts';
 import type { PoolSecret } from '../auth/pool-passwd.ts';
 import { ProxyError } from '../errors/proxy-error.ts';
 import { SqlState } from '../errors/sqlstate.ts';
@@ -27,6 +27,8 @@ export interface BackendCredentials {
   readonly secret: PoolSecret | undefined;
   /** A cleartext password obtained from the client, when pool_passwd has none. */
   readonly askPassword?: (() => Promise<string>) | undefined;
+  /** SCRAM pass-through keys recovered from the client's own SCRAM login (verifier entries). */
+  readonly scramPassThrough?: ScramPassThrough | undefined;
 }
 
 export interface ConnectOptions {
@@ -206,7 +208,8 @@ export class ServerConnection {
               const mechs = buf.toString('utf8', start + 9, end).split('\0');
               if (!mechs.includes('SCRAM-SHA-256'))
                 throw connError(o.node, `server offered no supported SASL mechanism (${mechs.filter(Boolean).join(', ')})`);
-              scram = new ScramClientSession(await secretFor());
+              const pt = o.credentials.scramPassThrough;
+              scram = new ScramClientSession(o.credentials.secret?.kind !== 'plain' && pt ? pt : await secretFor());
               sock.write(w.saslInitialResponse('SCRAM-SHA-256', scram.clientFirst()));
             } else if (code === AuthCode.SASLContinue && scram) {
               sock.write(w.saslResponse(scram.handleServerFirst(buf.toString('utf8', start + 9, end))));

@@ -6,7 +6,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { Frontend } from '../protocol/codes.ts';
 import * as w from '../protocol/writer.ts';
 import { md5PasswordHash, verifyMd5Response } from '../auth/md5.ts';
-import { ScramServerSession, scramKeysFromPassword } from '../auth/scram.ts';
+import { ScramServerSession, scramKeysFromPassword, type ScramPassThrough } from '../auth/scram.ts';
 import { md5HashFor, scramKeysFor, type PoolSecret } from '../auth/pool-passwd.ts';
 import { ProxyError } from '../errors/proxy-error.ts';
 import { SqlState } from '../errors/sqlstate.ts';
@@ -23,6 +23,8 @@ export interface ClientChannel {
 /** What the exchange learned: the cleartext password when the client sent one. */
 export interface AuthOutcome {
   readonly password?: string;
+  /** After SCRAM against a verifier entry: what logging in to the backend in the client's name needs. */
+  readonly scram?: ScramPassThrough;
 }
 
 export function passwordFailed(user: string): ProxyError {
@@ -130,6 +132,8 @@ export async function authenticateClient(
         ch.send(w.authenticationSASLContinue(server.handleClientFirst(data)));
         const final = await nextPassword(ch);
         ch.send(w.authenticationSASLFinal(server.handleClientFinal(final.toString('utf8', 5))));
+        if (usable?.kind === 'scram' && server.clientKey)
+          return { scram: { clientKey: server.clientKey, serverKey: keys.serverKey, salt: keys.salt, iterations: keys.iterations } };
       } catch (e) {
         if (e instanceof ProxyError) throw e;
         if ((e as { passwordFailed?: boolean }).passwordFailed) throw passwordFailed(user);

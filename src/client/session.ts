@@ -14,6 +14,7 @@ import { ProxyError } from '../errors/proxy-error.ts';
 import { SqlState } from '../errors/sqlstate.ts';
 import type { Release } from './admission.ts';
 import { authenticateClient, type ClientAuthMethod, type ClientChannel } from './authenticate.ts';
+import type { ScramPassThrough } from '../auth/scram.ts';
 import type { ProxyContext } from './context.ts';
 import { Dispatcher } from './dispatch.ts';
 import type { Logger } from 'pino';
@@ -231,7 +232,14 @@ export class Session implements ReplySink, ClientChannel {
     const verifyLater = settings.allowClearTextFrontendAuth && (secret === undefined || secret.kind === 'unusable');
     const hba = ctx.hba();
     let clientPassword: string | undefined;
+    let passThrough: ScramPassThrough | undefined;
     let authenticated = false;
+    if (!hba && secret?.kind === 'scram') {
+      // A SCRAM verifier holds no password: log the client in first, then reuse its proof's
+      // ClientKey with the backend that stores the same verifier.
+      passThrough = (await authenticateClient(this, 'scram-sha-256', this.user, secret, false)).scram;
+      authenticated = true;
+    }
     if (hba) {
       const method = hba.match({
         local: this.local,
@@ -246,7 +254,9 @@ export class Session implements ReplySink, ClientChannel {
           `no pool_hba.conf entry for host "${this.local ? '[local]' : this.sock.remoteAddress}", user "${this.user}", database "${this.database}", ${this.ssl ? 'SSL encryption' : 'no encryption'}`,
           'FATAL',
         );
-      clientPassword = (await authenticateClient(this, method, this.user, secret, verifyLater)).password;
+      const out = await authenticateClient(this, method, this.user, secret, verifyLater);
+      clientPassword = out.password;
+      passThrough = out.scram;
       authenticated = true;
     }
     let conn: ServerConnection;
@@ -262,6 +272,7 @@ export class Session implements ReplySink, ClientChannel {
         fresh: verifyLater,
         credentials: {
           secret,
+          scramPassThrough: passThrough,
           askPassword:
             clientPassword !== undefined
               ? async () => clientPassword!
@@ -287,12 +298,17 @@ export class Session implements ReplySink, ClientChannel {
       return;
     }
     conn.sink = this;
-    this.credentials = { secret, askPassword: clientPassword !== undefined ? async () => clientPassword! : undefined };
+    this.credentials = {
+      secret,
+      scramPassThrough: passThrough,
+      askPassword: clientPassword !== undefined ? async () => clientPassword! : undefined,
+    };
     this.dispatcher = new Dispatcher(this.dispatchHost(), conn);
     this.dispatcher.sink = this;
     if (!authenticated) {
       const out = await authenticateClient(this, conn.authMethod as ClientAuthMethod, this.user, secret, verifyLater);
       if (out.password !== undefined) this.credentials = { secret, askPassword: async () => out.password! };
+      else if (out.scram !== undefined) this.credentials = { secret, scramPassThrough: out.scram };
     }
     if (this.isClosed()) return;
     this.becomeReady(conn);
