@@ -17,7 +17,8 @@ Usage:
   pgrouter check-config [options]     check the configuration and exit
 
 Options:
-  -f, --config-file FILE   pgpool.conf-style configuration (default: ./pgpool.conf if it exists)
+  -f, --config-file FILE   pgpool.conf-style configuration (default: ./pgpool.conf, else
+                           /config/pgpool.conf, if one exists)
   -a, --hba-file FILE      pool_hba.conf (with enable_pool_hba = on)
   -k, --key-file FILE      AES key for pool_passwd entries (default: $PGPOOLKEYFILE, ~/.pgpoolkey)
   -d, --debug              log at debug level
@@ -45,18 +46,22 @@ function makeLogger(level: string): Logger {
   });
 }
 
+/** Files tried in order when no -f is given. */
+const DEFAULT_CONFIG_FILES = ['pgpool.conf', '/config/pgpool.conf'];
+
 function load(values: { 'config-file'?: string | undefined; 'hba-file'?: string | undefined }): Config {
   const overrides: Record<string, string> = {};
   if (values['hba-file']) overrides['pool_hba_file'] = values['hba-file'];
   let file = values['config-file'];
-  if (file === undefined) {
+  // Without -f: ./pgpool.conf, else the container's mounted ConfigMap (pgpool2_on_k8s's /config).
+  file ??= DEFAULT_CONFIG_FILES.find((candidate) => {
     try {
-      readFileSync('pgpool.conf');
-      file = 'pgpool.conf';
+      readFileSync(candidate);
+      return true;
     } catch {
-      file = undefined;
+      return false;
     }
-  }
+  });
   return loadConfig({ file, env: process.env, overrides });
 }
 
