@@ -19,6 +19,8 @@ import { NodeStats } from './pool/node-stats.ts';
 import { Pool, type PoolOptions } from './pool/pool.ts';
 import { compileFunctionList, compileQueryPatterns, parseRedirectList, type RouteSettings } from './router/route.ts';
 import { loadParser } from './router/parse-tree.ts';
+import { ClusterMonitor } from './health/monitor.ts';
+import { Admin } from './admin/admin.ts';
 
 export interface StartOptions {
   readonly log: Logger;
@@ -108,6 +110,11 @@ export class Proxy {
   private settings: SessionSettings;
   private routing: RouteSettings;
   readonly ctx: ProxyContext;
+  /** Health, streaming-replication and primary-discovery checks. */
+  readonly monitor: ClusterMonitor;
+  /** SHOW pool_* and PGPOOL SHOW. */
+  private readonly admin: Admin;
+  readonly startedAt = new Date();
 
   private constructor(
     private config: Config,
@@ -135,8 +142,26 @@ export class Proxy {
       draining: () => self.draining,
       sessionEnded: (s) => {
         self.sessions.delete(s as Session);
+        self.admin.sessionEnded(s as Session);
       },
     };
+    this.monitor = new ClusterMonitor({
+      config,
+      store: this.cluster,
+      log: o.log,
+      passwd: () => self.passwd,
+      keys: { keyFile: o.keyFile, env: o.env ?? process.env },
+    });
+    this.admin = new Admin({
+      config: () => self.config,
+      cluster: () => self.cluster.view,
+      stats: this.stats,
+      health: this.monitor,
+      sessions: () => self.sessions,
+      connections: () => self.pool.connections(),
+      startedAt: this.startedAt,
+    });
+    this.ctx.admin = (sql, session) => self.admin.handle(sql, session);
     this.tickTimer = setInterval(() => this.tick(), 1000);
     this.tickTimer.unref();
   }
@@ -175,6 +200,8 @@ export class Proxy {
     await loadParser();
     const p = new Proxy(config, o);
     const s = config.settings;
+    // Health checks start now; the first primary discovery is awaited (a few seconds at most).
+    await p.monitor.start();
     await p.listeners.open(
       {
         addresses: list(s.listen_addresses),
@@ -231,6 +258,7 @@ export class Proxy {
   async stop(): Promise<void> {
     this.draining = true;
     clearInterval(this.tickTimer);
+    this.monitor.stop();
     await this.listeners.close();
     for (const s of [...this.sessions]) s.shutdown();
     this.pool.closeAll();

@@ -3,7 +3,7 @@
 // are opened only when a session first needs that node.
 
 import type { Logger } from 'pino';
-import { ServerConnection, type BackendCredentials } from '../backend/connection.ts';
+import { ServerConnection, type BackendCredentials, type ServerState } from '../backend/connection.ts';
 import { runInternal } from '../backend/internal-query.ts';
 import type { BackendNode } from '../backend/node.ts';
 import { TxStatus } from '../protocol/codes.ts';
@@ -30,6 +30,28 @@ export interface LeaseRequest {
   readonly credentials: BackendCredentials;
   /** Open a new connection even if a cached one is free (the backend must check the password). */
   readonly fresh?: boolean;
+}
+
+/** A read-only description of one backend connection (SHOW pool_pools, pool_processes). */
+export interface ConnectionInfo {
+  readonly id: number;
+  readonly nodeId: number;
+  readonly user: string;
+  readonly database: string;
+  /** The backend's process id. */
+  readonly pid: number;
+  /** Times the connection has been handed to a session. */
+  readonly leases: number;
+  /** Epoch ms. */
+  readonly createdAt: number;
+  readonly lastUsedAt: number;
+  readonly state: ServerState;
+  /** Last ReadyForQuery status byte. */
+  readonly txStatus: number;
+  /** A request is in flight. */
+  readonly busy: boolean;
+  /** Whoever receives its replies while leased (the session), else null. */
+  readonly holder: unknown;
 }
 
 /** Databases whose connections are never cached: a held connection blocks CREATE DATABASE from them. */
@@ -70,6 +92,24 @@ export class Pool {
   /** Applies reloadable options (reset_query_list, cache size) to later leases and releases. */
   reconfigure(options: PoolOptions): void {
     this.options = options;
+  }
+
+  /** Every open connection, leased or idle, described (a snapshot). */
+  connections(): ConnectionInfo[] {
+    return [...this.all].map((c) => ({
+      id: c.id,
+      nodeId: c.node.id,
+      user: c.user,
+      database: c.database,
+      pid: c.pid,
+      leases: c.leases,
+      createdAt: c.createdAt,
+      lastUsedAt: c.lastUsedAt,
+      state: c.state,
+      txStatus: c.txStatus,
+      busy: c.owed > 0,
+      holder: c.sink,
+    }));
   }
 
   /** Idle connections, per node id. */

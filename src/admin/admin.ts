@@ -1,0 +1,80 @@
+// pgrouter's own SQL commands, answered without a backend: Pgpool-II's SHOW pool_* family and
+// PGPOOL SHOW. Names are case-insensitive and a trailing `;` is allowed; an unknown SHOW pool_xxx
+// is left to the backend (which says 42704), as Pgpool-II does.
+
+import type { AdminSessionInfo } from '../client/context.ts';
+import { SqlState } from '../errors/sqlstate.ts';
+import { errorReply, resultSet } from './result-set.ts';
+import { POOL_BACKEND_STATS_COLUMNS, POOL_HEALTH_CHECK_STATS_COLUMNS, POOL_NODES_COLUMNS, poolBackendStats, poolHealthCheckStats, poolNodes } from './show-nodes.ts';
+import { POOL_POOLS_COLUMNS, POOL_PROCESSES_COLUMNS, poolPools, poolProcesses } from './show-processes.ts';
+import { POOL_STATUS_COLUMNS, pgpoolShow, poolStatus } from './show-settings.ts';
+import { SlotTable } from './slots.ts';
+import type { AdminSession, AdminSources } from './sources.ts';
+import { poolVersion } from './version.ts';
+
+const SHOW = /^\s*show\s+(pool_[a-z_]+)\s*;?\s*$/i;
+const PGPOOL_SHOW = /^\s*pgpool\s+show\s+("?)([a-z_][a-z0-9_]*)\1\s*;?\s*$/i;
+const PGPOOL_SET = /^\s*pgpool\s+(set|reset)\b/i;
+
+export const POOL_VERSION_COLUMNS = ['pool_version'] as const;
+
+export const POOL_CACHE_COLUMNS = [
+  'num_cache_hits', 'num_selects', 'cache_hit_ratio', 'num_hash_entries', 'used_hash_entries',
+  'num_cache_entries', 'used_cache_entries_size', 'free_cache_entries_size', 'fragment_cache_entries_size',
+] as const;
+
+export class Admin {
+  private readonly slots: SlotTable;
+
+  constructor(private readonly src: AdminSources) {
+    this.slots = new SlotTable(() => src.config().settings.num_init_children);
+  }
+
+  /** ProxyContext.admin: the reply for one of pgrouter's commands, or undefined to route `sql` as usual. */
+  handle(sql: string, session: AdminSessionInfo): Buffer | undefined {
+    const show = SHOW.exec(sql);
+    if (show) return this.show(show[1]!.toLowerCase(), session);
+    const pg = PGPOOL_SHOW.exec(sql);
+    if (pg) return this.pgpoolShow(pg[2]!);
+    if (PGPOOL_SET.test(sql))
+      return errorReply(SqlState.FEATURE_NOT_SUPPORTED, 'PGPOOL SET and PGPOOL RESET are not supported by pgrouter yet');
+    return undefined;
+  }
+
+  /** A client session ended (keeps pool_processes' per-slot counts right). */
+  sessionEnded(s: AdminSession): void {
+    this.slots.ended(s);
+  }
+
+  private show(name: string, session: AdminSessionInfo): Buffer | undefined {
+    const src = this.src;
+    switch (name) {
+      case 'pool_nodes':
+        return resultSet(POOL_NODES_COLUMNS, poolNodes(src, session.loadBalanceNode));
+      case 'pool_backend_stats':
+        return resultSet(POOL_BACKEND_STATS_COLUMNS, poolBackendStats(src));
+      case 'pool_health_check_stats':
+        return resultSet(POOL_HEALTH_CHECK_STATS_COLUMNS, poolHealthCheckStats(src));
+      case 'pool_processes':
+        return resultSet(POOL_PROCESSES_COLUMNS, poolProcesses(src, this.slots.sync(src.sessions())));
+      case 'pool_pools':
+        return resultSet(POOL_POOLS_COLUMNS, poolPools(src, this.slots.sync(src.sessions())));
+      case 'pool_status':
+        return resultSet(POOL_STATUS_COLUMNS, poolStatus(src.config(), src.cluster()));
+      case 'pool_version':
+        return resultSet(POOL_VERSION_COLUMNS, [[poolVersion()]]);
+      case 'pool_cache':
+        // No query cache: Pgpool-II's figures with memory_cache_enabled off.
+        return resultSet(POOL_CACHE_COLUMNS, [['0', '0', '0.00', '0', '0', '0', '0', '0', '0']]);
+      default:
+        return undefined;
+    }
+  }
+
+  private pgpoolShow(name: string): Buffer {
+    const r = pgpoolShow(name, this.src.config());
+    if (r.kind === 'unknown') return errorReply(SqlState.INTERNAL_ERROR, `config variable "${name}" not found`);
+    if (r.kind === 'value') return resultSet([r.column], [[r.value]]);
+    return resultSet(POOL_STATUS_COLUMNS, r.rows);
+  }
+}

@@ -1,0 +1,41 @@
+// What the SHOW commands read from the running proxy: configuration, cluster view, counters,
+// the health monitor's last results, client sessions and pooled backend connections. main.ts
+// provides it; everything here is read-only.
+
+import type { Config } from '../config/load.ts';
+import type { ClusterView } from '../pool/cluster.ts';
+import type { NodeStats } from '../pool/node-stats.ts';
+import type { ConnectionInfo } from '../pool/pool.ts';
+import type { HealthStats } from '../health/health-stats.ts';
+
+/** What SHOW reads of one client session. */
+export interface AdminSession {
+  /** pgrouter's BackendKeyData pid for the session; 0 until the session is ready. */
+  readonly pid: number;
+  readonly user: string;
+  readonly database: string;
+  /** Epoch ms. */
+  readonly startedAt: number;
+  /** Epoch ms of the last request finished or bytes received. */
+  readonly lastActivity: number;
+}
+
+/** The health monitor's answers (see ClusterMonitor). */
+export interface HealthView {
+  healthStats(nodeId: number): HealthStats | undefined;
+  pgStatus(nodeId: number): 'up' | 'down' | 'unknown';
+  pgRole(nodeId: number): 'primary' | 'standby' | 'unknown';
+}
+
+export interface AdminSources {
+  config(): Config;
+  cluster(): ClusterView;
+  readonly stats: NodeStats;
+  readonly health: HealthView;
+  /** Client sessions (ready or not). */
+  sessions(): Iterable<AdminSession>;
+  /** Open backend connections. */
+  connections(): readonly ConnectionInfo[];
+  /** When this pgrouter started. */
+  readonly startedAt: Date;
+}

@@ -1,0 +1,303 @@
+// Health checks, replication lag and primary discovery against real servers: a replica that stops
+// and comes back, a replica whose replay is paused, a promotion (with two primaries for a while)
+// on a cluster of this test's own, and a backend whose host name does not resolve.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import pg from 'pg';
+import { getCluster } from '../harness/cluster.ts';
+import { startProxy, type ProxyHandle } from '../harness/proxy.ts';
+import { serverUser } from '../../rig/system.ts';
+import {
+  sql, startCluster, startNode, stopCluster, stopNode, waitForReplication, waitForStreaming, type Cluster,
+} from '../../rig/cluster.ts';
+
+let c: Cluster;
+const proxies: ProxyHandle[] = [];
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+before(async () => {
+  c = await getCluster();
+});
+
+after(async () => {
+  for (const p of proxies) await p.stop();
+});
+
+/** Checks every second as the rig superuser; the primary has weight 0, so reads go to the replica. */
+function checkConf(cl: Cluster): Record<string, string | number> {
+  return {
+    backend_weight0: 0,
+    backend_weight1: 1,
+    backend_application_name1: 'replica',
+    health_check_period: 1,
+    health_check_timeout: 5,
+    health_check_user: cl.users.superuser.name,
+    health_check_max_retries: 0,
+    sr_check_period: 1,
+    sr_check_user: cl.users.superuser.name,
+    connect_timeout: 2000,
+  };
+}
+
+async function proxy(cl: Cluster, conf: Record<string, string | number> = {}): Promise<ProxyHandle> {
+  const p = await startProxy(cl, { conf: { ...checkConf(cl), ...conf } });
+  proxies.push(p);
+  return p;
+}
+
+async function connect(p: ProxyHandle, cl: Cluster): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: p.url(cl.users.superuser.name, cl.users.superuser.password) });
+  await client.connect();
+  return client;
+}
+
+/** One short session: runs `text` and returns its first value. */
+async function once(p: ProxyHandle, cl: Cluster, text: string): Promise<string> {
+  const client = await connect(p, cl);
+  try {
+    return String(Object.values((await client.query(text)).rows[0] as object)[0]);
+  } finally {
+    await client.end();
+  }
+}
+
+async function nodes(p: ProxyHandle, cl: Cluster): Promise<Record<string, string>[]> {
+  const client = await connect(p, cl);
+  try {
+    return (await client.query('SHOW pool_nodes')).rows as Record<string, string>[];
+  } finally {
+    await client.end();
+  }
+}
+
+/** Polls SHOW pool_nodes until `ok` holds; resolves with the milliseconds it took. */
+async function until(p: ProxyHandle, cl: Cluster, ok: (rows: Record<string, string>[]) => boolean, timeoutMs: number, what: string): Promise<number> {
+  const t0 = Date.now();
+  let last: Record<string, string>[] = [];
+  for (;;) {
+    try {
+      last = await nodes(p, cl);
+      if (ok(last)) return Date.now() - t0;
+    } catch {
+      // no primary for a moment: sessions are refused, try again
+    }
+    if (Date.now() - t0 > timeoutMs) throw new Error(`${what} not seen within ${timeoutMs} ms: ${JSON.stringify(last)}`);
+    await sleep(50);
+  }
+}
+
+const PORT = "SELECT current_setting('port')";
+
+test('a stopped replica is marked down within a health check period, reads go to the primary; it comes back by itself', async () => {
+  const p = await proxy(c);
+  assert.equal(await once(p, c, PORT), String(c.replica.port));
+  let stopped = false;
+  try {
+    await stopNode(c, c.replica, 'immediate');
+    stopped = true;
+    const down = await until(p, c, (r) => r[1]?.status === 'down', 4000, 'replica down');
+    console.log(`# replica marked down ${down} ms after it stopped (health_check_period 1 s)`);
+    assert.ok(down <= 2500, `down after ${down} ms`);
+    // New sessions read from the primary, without an error.
+    for (let i = 0; i < 10; i++) assert.equal(await once(p, c, PORT), String(c.primary.port));
+    const [n0, n1] = await nodes(p, c);
+    assert.deepEqual([n0!.status, n1!.status, n1!.pg_status, n1!.load_balance_node], ['up', 'down', 'down', 'false']);
+
+    const t0 = Date.now();
+    await startNode(c, c.replica);
+    stopped = false;
+    const up = await until(p, c, (r) => r[1]?.status === 'up', 5000, 'replica up');
+    console.log(`# replica marked up ${up} ms after pg_ctl start returned (${Date.now() - t0} ms incl. polling)`);
+    await waitForStreaming(c);
+    assert.equal(await once(p, c, PORT), String(c.replica.port), 'reads go to the replica again');
+    const client = await connect(p, c);
+    try {
+      const h = (await client.query('SHOW pool_health_check_stats')).rows as Record<string, string>[];
+      assert.ok(Number(h[1]!.fail_count) >= 1);
+      assert.match(h[1]!.last_failed_health_check!, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/);
+      assert.ok(Number(h[1]!.success_count) >= 2);
+    } finally {
+      await client.end();
+    }
+    assert.ok(p.logs.some((l) => /health check failed on node 1: node is down/.test(l)));
+    assert.ok(p.logs.some((l) => /health check passed on node 1: node is up again/.test(l)));
+  } finally {
+    if (stopped) await startNode(c, c.replica);
+    await waitForStreaming(c);
+  }
+});
+
+test('DISALLOW_TO_FAILOVER keeps a failing node up and says so', async () => {
+  const p = await proxy(c, { backend_flag1: 'DISALLOW_TO_FAILOVER' });
+  let stopped = false;
+  try {
+    await stopNode(c, c.replica, 'immediate');
+    stopped = true;
+    await p.waitForLog(/health check failed on node 1 but failover is disallowed for the node/, 5000);
+    const [, n1] = await nodes(p, c);
+    assert.equal(n1!.status, 'up');
+  } finally {
+    if (stopped) await startNode(c, c.replica);
+    await waitForStreaming(c);
+  }
+});
+
+test('replication lag: paused replay shows up as byte delay past delay_threshold, and goes away', async () => {
+  await sql(c, c.primary, 'DROP TABLE IF EXISTS lag_t; CREATE TABLE lag_t (id int, pad text)');
+  await waitForReplication(c);
+  const threshold = 64 * 1024;
+  const p = await proxy(c, { delay_threshold: threshold });
+  await until(p, c, (r) => r[1]?.replication_state === 'streaming', 5000, 'streaming');
+  let paused = false;
+  try {
+    await sql(c, c.replica, 'SELECT pg_wal_replay_pause()');
+    paused = true;
+    const writer = await connect(p, c);
+    let took = 0;
+    try {
+      const t0 = Date.now();
+      for (;;) {
+        await writer.query("INSERT INTO lag_t SELECT g, repeat('x', 100) FROM generate_series(1, 2000) g");
+        const r = await nodes(p, c);
+        if (Number(r[1]!.replication_delay) > threshold) break;
+        if (Date.now() - t0 > 10_000) throw new Error(`lag never passed ${threshold}: ${JSON.stringify(r)}`);
+        await sleep(100);
+      }
+      took = Date.now() - t0;
+    } finally {
+      await writer.end();
+    }
+    const [n0, n1] = await nodes(p, c);
+    const reported = Number(n1!.replication_delay);
+    // What the servers say now (replay is paused, the primary only moves on): at least as much.
+    const replay = await sql(c, c.replica, 'SELECT pg_last_wal_replay_lsn()', { database: 'postgres' });
+    const actual = Number(await sql(c, c.primary, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '${replay}')`, { database: 'postgres' }));
+    console.log(`# byte lag ${reported} reported (${actual} on the servers) ${took} ms after writes began`);
+    assert.equal(n0!.replication_delay, '0');
+    assert.ok(reported > threshold && reported <= actual, `reported ${reported}, actual ${actual}`);
+
+    await sql(c, c.replica, 'SELECT pg_wal_replay_resume()');
+    paused = false;
+    const back = await until(p, c, (r) => Number(r[1]!.replication_delay) < threshold, 5000, 'lag gone');
+    console.log(`# lag back under delay_threshold ${back} ms after pg_wal_replay_resume()`);
+  } finally {
+    if (paused) await sql(c, c.replica, 'SELECT pg_wal_replay_resume()');
+    await sql(c, c.primary, 'DROP TABLE IF EXISTS lag_t');
+  }
+});
+
+test('a backend whose host name does not resolve is marked down; sessions work', async () => {
+  // Two retries a second apart: the first failed lookup must not mark the node down.
+  const p = await proxy(c, { backend_hostname1: 'no-such-host.invalid', health_check_max_retries: 2, health_check_retry_delay: 1 });
+  const t0 = Date.now();
+  await sleep(500);
+  assert.equal((await nodes(p, c))[1]!.status, 'up', 'still up while retries remain');
+  await until(p, c, (r) => r[1]?.status === 'down', 5000, 'unresolvable node down');
+  const down = Date.now() - t0;
+  console.log(`# unresolvable node down ${down} ms after start (2 retries, 1 s apart)`);
+  // Attempts at start, +1 s, +2 s: the proxy started (and checked once) a little before t0.
+  assert.ok(down >= 1000, `down after ${down} ms, before the retries were spent`);
+  for (let i = 0; i < 5; i++) assert.equal(await once(p, c, PORT), String(c.primary.port));
+  const client = await connect(p, c);
+  try {
+    const [, h] = (await client.query('SHOW pool_health_check_stats')).rows as Record<string, string>[];
+    assert.equal(h!.hostname, 'no-such-host.invalid');
+    assert.ok(Number(h!.fail_count) >= 1);
+    assert.equal(h!.max_retry_count, '2');
+  } finally {
+    await client.end();
+  }
+  assert.ok(p.logs.some((l) => /could not translate host name \\"no-such-host.invalid\\"/.test(l)), 'the log names the lookup failure');
+});
+
+/** `pg_ctl promote -w` on a node, as the server user (the way rig/cluster.ts runs pg_ctl). */
+function promote(cl: Cluster, dataDir: string): Promise<void> {
+  const user = serverUser();
+  return new Promise((resolve, reject) => {
+    const child = spawn(path.join(cl.binDir, 'pg_ctl'), ['promote', '-w', '-t', '30', '-D', dataDir], {
+      cwd: cl.dir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...(user ? { uid: user.uid, gid: user.gid } : {}),
+    });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.once('error', reject);
+    child.once('close', (code) => (code === 0 ? resolve() : reject(new Error(`pg_ctl promote exited ${code}: ${err}`))));
+  });
+}
+
+test('promotion: new sessions write to the promoted replica; two primaries means no writes anywhere', async () => {
+  const own = await startCluster();
+  try {
+    // No ALWAYS_PRIMARY: the primary is whichever node says it is not in recovery.
+    const p = await proxy(own, { backend_flag0: 'ALLOW_TO_FAILOVER', backend_weight0: 1 });
+    await sql(own, own.primary, 'CREATE TABLE acked (id int primary key, port int); GRANT ALL ON acked TO PUBLIC');
+    const rows0 = await nodes(p, own);
+    assert.deepEqual(rows0.map((r) => r.role), ['primary', 'standby']);
+
+    // A client loop writing through pgrouter throughout, one new session per write.
+    const acked: Array<{ id: number; port: number; at: number }> = [];
+    let writing = true;
+    let nextId = 1;
+    const loop = (async () => {
+      while (writing) {
+        const id = nextId++;
+        try {
+          const port = Number(await once(p, own, `INSERT INTO acked VALUES (${id}, current_setting('port')::int) RETURNING port`));
+          acked.push({ id, port, at: Date.now() });
+        } catch {
+          await sleep(50);
+        }
+      }
+    })();
+    await sleep(500);
+    await stopNode(own, own.primary, 'fast');
+    const t0 = Date.now();
+    await promote(own, own.replica.dataDir);
+    const promoted = Date.now();
+    const followed = await until(p, own, (r) => r[1]?.role === 'primary' && r[0]?.status === 'down', 5000, 'node 1 primary');
+    // Writes landing on the new primary.
+    const deadline = Date.now() + 5000;
+    while (!acked.some((a) => a.port === own.replica.port) && Date.now() < deadline) await sleep(50);
+    const firstNew = acked.find((a) => a.port === own.replica.port);
+    assert.ok(firstNew, 'a write reached the promoted replica');
+    console.log(`# promotion: pg_ctl promote took ${promoted - t0} ms; pgrouter saw node 1 as primary ${followed} ms later; first write on it ${firstNew.at - promoted} ms after promote`);
+    assert.ok(firstNew.at - promoted < 4000, 'within a few check periods');
+    await sleep(300);
+    writing = false;
+    await loop;
+    // Every acknowledged write is on the new primary.
+    const present = new Set((await sql(own, own.replica, 'SELECT id FROM acked')).split('\n').filter(Boolean).map(Number));
+    const missing = acked.filter((a) => !present.has(a.id));
+    assert.deepEqual(missing, [], `${acked.length} acknowledged writes, missing on the new primary`);
+    assert.ok(acked.some((a) => a.port === own.primary.port), 'some writes went to the old primary before');
+
+    // The old primary comes back as a primary too: nobody gets writes until one goes away.
+    // (Sessions need a primary, so SHOW cannot be asked meanwhile: the log and refusals tell.)
+    const claims = (): number => p.logs.filter((l) => /all claim to be the primary/.test(l)).length;
+    await startNode(own, own.primary);
+    await p.waitForLog(/nodes 0, 1 all claim to be the primary/, 5000);
+    const split = Date.now();
+    await assert.rejects(once(p, own, 'INSERT INTO acked VALUES (-1, 0)'), /no primary node is known/);
+    await sleep(2200);
+    await assert.rejects(once(p, own, 'INSERT INTO acked VALUES (-1, 0)'), /no primary node is known/);
+    assert.ok(claims() >= 3, `logged at every check (${claims()} times in ${Date.now() - split} ms)`);
+    assert.ok(p.logs.some((l) => /"level":"error".*all claim to be the primary/.test(l)), 'at error level');
+    assert.equal(await sql(own, own.primary, 'SELECT count(*) FROM acked WHERE id = -1'), '0');
+    assert.equal(await sql(own, own.replica, 'SELECT count(*) FROM acked WHERE id = -1'), '0');
+    await stopNode(own, own.primary, 'immediate');
+    const resolved = Date.now();
+    let port = '';
+    while (port === '' && Date.now() - resolved < 5000) {
+      port = await once(p, own, "INSERT INTO acked VALUES (-2, 0) ON CONFLICT DO NOTHING RETURNING current_setting('port')").catch(() => '');
+      if (port === '') await sleep(50);
+    }
+    console.log(`# two primaries: writes resumed on node 1 ${Date.now() - resolved} ms after the old primary stopped again`);
+    assert.equal(port, String(own.replica.port));
+  } finally {
+    await stopCluster(own);
+  }
+});
