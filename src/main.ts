@@ -7,7 +7,8 @@ import tls from 'node:tls';
 import type net from 'node:net';
 import type { Logger } from 'pino';
 import type { Config } from './config/load.ts';
-import { PoolPasswd, findPoolKeyFile } from './auth/pool-passwd.ts';
+import { PoolPasswd, findPoolKeyFile, readPoolKey } from './auth/pool-passwd.ts';
+import { mergeEnvUsers, passwordsPreEncrypted, scanEnvUsers, type SecretLookup } from './auth/env-users.ts';
 import { HbaFile } from './client/hba.ts';
 import { Admission } from './client/admission.ts';
 import { CancelRegistry } from './client/cancel-registry.ts';
@@ -102,7 +103,7 @@ export class Proxy {
   private readonly pool: Pool;
   private readonly admission: Admission;
   private readonly cancels = new CancelRegistry();
-  private passwd: PoolPasswd | undefined;
+  private passwd: SecretLookup | undefined;
   private hba: HbaFile | undefined;
   private tlsContext: tls.SecureContext | undefined;
   readonly cluster: ClusterStore;
@@ -179,14 +180,26 @@ export class Proxy {
   private loadSecrets(c: Config): void {
     const s = c.settings;
     const log = this.o.log;
-    this.passwd = undefined;
+    const env = this.o.env ?? process.env;
+    const keyFile = findPoolKeyFile({ keyFile: this.o.keyFile, env });
+    // <X>_USERNAME / <X>_PASSWORD pairs (pgpool2_on_k8s); the notes name variables, never values.
+    const fromEnv = scanEnvUsers(env);
+    for (const note of fromEnv.notes) log.warn(note);
+    let file: PoolPasswd | undefined;
     if (s.pool_passwd !== '') {
       if (existsSync(s.pool_passwd)) {
-        const keyFile = findPoolKeyFile({ keyFile: this.o.keyFile, env: this.o.env ?? process.env });
-        this.passwd = PoolPasswd.load(s.pool_passwd, keyFile);
-        log.info({ file: s.pool_passwd, users: this.passwd.size }, 'pool_passwd loaded');
-      } else log.warn({ file: s.pool_passwd }, 'pool_passwd file not found: only trust authentication will work');
+        file = PoolPasswd.load(s.pool_passwd, keyFile);
+        log.info({ file: s.pool_passwd, users: file.size }, 'pool_passwd loaded');
+      } else if (fromEnv.users.size === 0) {
+        log.warn({ file: s.pool_passwd }, 'pool_passwd file not found: only trust authentication will work');
+      } else log.info({ file: s.pool_passwd }, 'pool_passwd file not found: using the users from the environment only');
     }
+    if (fromEnv.users.size > 0) {
+      const preEncrypted = passwordsPreEncrypted(env);
+      const aesKey = preEncrypted && keyFile !== undefined ? readPoolKey(keyFile) : undefined;
+      this.passwd = mergeEnvUsers(file, fromEnv.users, { preEncrypted, aesKey });
+      log.info({ users: fromEnv.users.size, preEncrypted }, 'users from <X>_USERNAME/<X>_PASSWORD environment variables');
+    } else this.passwd = file;
     this.hba = s.enable_pool_hba ? HbaFile.load(s.pool_hba_file) : undefined;
     this.tlsContext = undefined;
     if (s.ssl) {

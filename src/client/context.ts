@@ -3,7 +3,7 @@
 
 import type tls from 'node:tls';
 import type { Logger } from 'pino';
-import type { PoolPasswd } from '../auth/pool-passwd.ts';
+import type { SecretLookup } from '../auth/env-users.ts';
 import type { Pool } from '../pool/pool.ts';
 import type { ClusterView } from '../pool/cluster.ts';
 import type { NodeStats } from '../pool/node-stats.ts';
@@ -46,7 +46,7 @@ export interface ProxyContext {
   settings(): SessionSettings;
   routeSettings(): RouteSettings;
   cluster(): ClusterView;
-  passwd(): PoolPasswd | undefined;
+  passwd(): SecretLookup | undefined;
   /** pool_hba.conf when enable_pool_hba is on. */
   hba(): HbaFile | undefined;
   /** Server-side TLS when ssl is on. */

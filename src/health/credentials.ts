@@ -2,6 +2,7 @@
 // set (plain, TEXT, md5 or AES, as Pgpool-II accepts), else the user's pool_passwd entry.
 
 import { PoolPasswd, findPoolKeyFile, readPoolKey, type PoolSecret } from '../auth/pool-passwd.ts';
+import type { SecretLookup } from '../auth/env-users.ts';
 
 /** Where AES-encrypted check passwords find their key (Pgpool-II's -k, $PGPOOLKEYFILE, ~/.pgpoolkey). */
 export interface KeySource {
@@ -13,7 +14,7 @@ export interface KeySource {
  * Classifies a configured check password the way pool_passwd entries are classified; an empty
  * one means "look the user up in pool_passwd". Never puts the password in an error.
  */
-export function checkSecret(user: string, password: string, passwd: PoolPasswd | undefined, keys: KeySource): PoolSecret | undefined {
+export function checkSecret(user: string, password: string, passwd: SecretLookup | undefined, keys: KeySource): PoolSecret | undefined {
   if (password === '') return passwd?.get(user);
   // PoolPasswd.parse reads lines: a password holding a line break can only be a plain one.
   if (/[\r\n]/.test(password)) return { kind: 'plain', password };

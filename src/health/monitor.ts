@@ -4,7 +4,7 @@
 // pool_health_check_stats report about the last checks.
 
 import type { Logger } from 'pino';
-import type { PoolPasswd } from '../auth/pool-passwd.ts';
+import type { SecretLookup } from '../auth/env-users.ts';
 import type { Config } from '../config/load.ts';
 import type { ClusterStore } from '../pool/cluster.ts';
 import { checkSecret, type KeySource } from './credentials.ts';
@@ -17,7 +17,7 @@ export interface MonitorOptions {
   readonly store: ClusterStore;
   readonly log: Logger;
   /** The current pool_passwd (checks without their own password look their user up in it). */
-  readonly passwd: () => PoolPasswd | undefined;
+  readonly passwd: () => SecretLookup | undefined;
   readonly keys: KeySource;
 }
 
