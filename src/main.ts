@@ -141,6 +141,7 @@ export class Proxy {
       hba: () => self.hba,
       tls: () => self.tlsContext,
       draining: () => self.draining,
+      backendFailed: (nodeId, why) => self.backendFailed(nodeId, why),
       sessionEnded: (s) => {
         self.sessions.delete(s as Session);
         self.admin.sessionEnded(s as Session);
@@ -206,6 +207,27 @@ export class Proxy {
       if (!s.ssl_cert || !s.ssl_key) throw new Error('ssl is on but ssl_cert or ssl_key is not set');
       this.tlsContext = tls.createSecureContext({ cert: readFileSync(s.ssl_cert), key: readFileSync(s.ssl_key) });
     }
+  }
+
+  /** failover_on_backend_error: a socket error on a backend takes its node out of routing at once. */
+  private backendFailed(nodeId: number, why: string): void {
+    if (!this.config.settings.failover_on_backend_error) return;
+    const view = this.cluster.view;
+    const node = view.node(nodeId);
+    if (!node || node.status === 'down') return;
+    if (node.disallowToFailover) {
+      this.o.log.warn({ node: nodeId, why }, `backend error on node ${nodeId} but failover is disallowed for the node`);
+      return;
+    }
+    // Without a health check nothing would ever bring the node back: keep it, as a down node
+    // that cannot rejoin by itself is exactly what hurts on Kubernetes.
+    const hc = this.config.backends.find((b) => b.id === nodeId)?.healthCheck;
+    if (!hc || hc.period <= 0) {
+      this.o.log.warn({ node: nodeId, why }, `backend error on node ${nodeId}; not marked down because its health check is off`);
+      return;
+    }
+    this.o.log.warn({ node: nodeId, why }, `node ${nodeId} marked down after a backend error (failover_on_backend_error)`);
+    this.cluster.set(view.withNode(nodeId, { status: 'down' }));
   }
 
   /** Starts listening. */

@@ -53,6 +53,11 @@ export interface ProxyContext {
   tls(): tls.SecureContext | undefined;
   /** True once SIGTERM has started a drain. */
   draining(): boolean;
+  /**
+   * A backend connection failed (socket error, or could not be opened). With
+   * failover_on_backend_error on, the node is taken out at once (health checks bring it back).
+   */
+  backendFailed(nodeId: number, why: string): void;
   /** Called when a session ends. */
   sessionEnded(s: unknown): void;
 }

@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { Frontend, TxStatus } from '../protocol/codes.ts';
 import * as w from '../protocol/writer.ts';
-import type { BackendCredentials, ServerConnection } from '../backend/connection.ts';
+import { BackendStartupError, type BackendCredentials, type ServerConnection } from '../backend/connection.ts';
 import type { Pool } from '../pool/pool.ts';
 import { isUsable, type ClusterNode, type ClusterView } from '../pool/cluster.ts';
 import type { NodeStats } from '../pool/node-stats.ts';
@@ -35,6 +35,8 @@ export interface DispatchHost {
   resumeClient(): void;
   /** The client sent Terminate. */
   terminate(): void;
+  /** A backend connection failed (see ProxyContext.backendFailed). */
+  backendFailed(nodeId: number, why: string): void;
   /** A frame type no client may send. */
   protocolViolation(message: string): void;
 }
@@ -555,6 +557,7 @@ export class Dispatcher {
         this.opening = false;
         this.failedNodes.add(node);
         this.host.log.warn({ node, err: e.message }, 'replica unavailable for this session; its reads go to the primary');
+        if (!(e instanceof BackendStartupError)) this.host.backendFailed(node, e.message);
         this.unblock();
       });
   }
@@ -576,6 +579,7 @@ export class Dispatcher {
     const id = conn.node.id;
     this.conns.delete(id);
     this.failedNodes.add(id);
+    if (!conn.sawFatal) this.host.backendFailed(id, 'connection lost');
     const owed = conn.forwardOwed;
     const status = this.primary?.txStatus ?? TxStatus.Idle;
     if (owed > 0 || this.openNode === id) {

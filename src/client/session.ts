@@ -357,6 +357,7 @@ export class Session implements ReplySink, ClientChannel {
         if (this.phase === 'ready') this.sock.resume();
       },
       terminate: () => this.close(),
+      backendFailed: (id: number, why: string) => this.ctx.backendFailed(id, why),
       protocolViolation: (m: string) => this.fail(new ProxyError(SqlState.PROTOCOL_VIOLATION, m, 'FATAL')),
     };
   }
@@ -390,6 +391,7 @@ export class Session implements ReplySink, ClientChannel {
       return;
     }
     if (d) d.conns.delete(conn.node.id);
+    if (!conn.sawFatal) this.ctx.backendFailed(conn.node.id, err?.message ?? 'connection lost');
     if (conn.sawFatal) this.close();
     else
       this.fail(

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { PoolSecret } from '../auth/pool-passwd.ts';
 import type { HealthCheckConfig } from '../config/load.ts';
 import type { ClusterStore } from '../pool/cluster.ts';
-import { CheckConnection, resolveNode, withDeadline } from './check-connection.ts';
+import { CheckConnection, LookupError, resolveNode, withDeadline } from './check-connection.ts';
 import { HealthStats } from './health-stats.ts';
 
 export interface HealthCheckOptions {
@@ -79,7 +79,8 @@ export class HealthChecker {
     if (!node) return;
     const started = Date.now();
     // A node already down gets one attempt per period: retries only delay its return.
-    const attempts = node.status === 'down' ? 1 : config.maxRetries + 1;
+    let attempts = node.status === 'down' ? 1 : config.maxRetries + 1;
+    let lookupFailures = 0;
     let retries = 0;
     let error: Error | undefined;
     for (let i = 0; i < attempts && !this.stopped; i++) {
@@ -96,6 +97,9 @@ export class HealthChecker {
       } catch (e) {
         error = e as Error;
         log.debug({ node: nodeId, err: error.message }, `health check attempt failed on node ${nodeId}`);
+        // One failed DNS lookup (a Kubernetes Service's record flapping) must not take a node
+        // out: lookups get up to two more tries, a second apart, whatever health_check_max_retries says.
+        if (error instanceof LookupError && node.status !== 'down' && ++lookupFailures <= 2 && i + 1 >= attempts) attempts++;
       }
     }
     if (this.stopped) return;

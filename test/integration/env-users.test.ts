@@ -26,11 +26,11 @@ test('POSTGRES_USERNAME/POSTGRES_PASSWORD and APP_RO_USERNAME/APP_RO_PASSWORD be
     },
   });
   for (const u of [c.users.scram, c.users.md5]) {
-    const cl = new pg.Client({ connectionString: p.url(u.name, u.password) });
+    const cl: pg.Client = new pg.Client({ connectionString: p.url(u.name, u.password) });
     await cl.connect();
     assert.equal((await cl.query('SELECT current_user AS u')).rows[0].u, u.name);
     await cl.end();
-    const bad = new pg.Client({ connectionString: p.url(u.name, u.password + 'x') });
+    const bad: pg.Client = new pg.Client({ connectionString: p.url(u.name, u.password + 'x') });
     await assert.rejects(bad.connect(), (e: { code?: string }) => e.code === '28P01');
   }
   const logs = p.logs.join('\n');

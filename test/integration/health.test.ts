@@ -301,3 +301,21 @@ test('promotion: new sessions write to the promoted replica; two primaries means
     await stopCluster(own);
   }
 });
+
+test('failover_on_backend_error: a session that loses its replica takes the node out at once and the session goes on with the primary', async () => {
+  // A long health-check period, so only the backend error can mark the node down quickly.
+  const p = await proxy(c, { health_check_period: 30, failover_on_backend_error: 'on' });
+  const client = await connect(p, c);
+  try {
+    assert.equal(Number((await client.query(PORT)).rows[0].current_setting), c.replica.port);
+    await stopNode(c, c.replica, 'immediate');
+    // The replica's connection dies under the session: that statement fails, the session lives.
+    await client.query(PORT).catch(() => undefined);
+    await until(p, c, (r) => r[1]?.status === 'down', 5000, 'replica marked down by the backend error');
+    assert.equal(Number((await client.query(PORT)).rows[0].current_setting), c.primary.port, 'reads go to the primary');
+  } finally {
+    await client.end().catch(() => undefined);
+    await startNode(c, c.replica);
+    await waitForStreaming(c);
+  }
+});
