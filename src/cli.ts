@@ -29,7 +29,8 @@ Options:
 
 Every parameter can also be set as PGPOOL_PARAMS_<NAME>=<value> in the environment (it wins over
 the file). Signals: SIGTERM drains (sessions end between transactions, up to drain_timeout),
-SIGINT closes at once, SIGHUP is logged (reload arrives with the configuration work).
+SIGINT closes at once, SIGHUP reloads the configuration (reloadable parameters apply to new sessions;
+the others are reported and keep their running values).
 `;
 
 export function version(): string {
@@ -140,6 +141,12 @@ export async function main(argv: string[]): Promise<number> {
       log.info('SIGINT received: stopping');
       void proxy.stop().then(() => resolve(0));
     });
-    process.on('SIGHUP', () => log.info('SIGHUP received: configuration reload is not implemented yet'));
+    let reloading = Promise.resolve();
+    process.on('SIGHUP', () => {
+      log.info('SIGHUP received: reloading the configuration');
+      reloading = reloading.then(async () => {
+        await proxy.reload(() => load(values));
+      });
+    });
   });
 }

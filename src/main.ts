@@ -20,6 +20,8 @@ import { NodeStats } from './pool/node-stats.ts';
 import { Pool, type PoolOptions } from './pool/pool.ts';
 import { compileFunctionList, compileQueryPatterns, parseRedirectList, type RouteSettings } from './router/route.ts';
 import { loadParser } from './router/parse-tree.ts';
+import { planReload } from './config/reload.ts';
+import { ConfigError } from './config/parse.ts';
 import { ClusterMonitor } from './health/monitor.ts';
 import { Admin } from './admin/admin.ts';
 
@@ -112,7 +114,7 @@ export class Proxy {
   private routing: RouteSettings;
   readonly ctx: ProxyContext;
   /** Health, streaming-replication and primary-discovery checks. */
-  readonly monitor: ClusterMonitor;
+  monitor: ClusterMonitor;
   /** SHOW pool_* and PGPOOL SHOW. */
   private readonly admin: Admin;
   readonly startedAt = new Date();
@@ -158,7 +160,10 @@ export class Proxy {
       config: () => self.config,
       cluster: () => self.cluster.view,
       stats: this.stats,
-      health: this.monitor,
+      // A getter: a reload replaces the monitor.
+      get health() {
+        return self.monitor;
+      },
       sessions: () => self.sessions,
       connections: () => self.pool.connections(),
       startedAt: this.startedAt,
@@ -177,8 +182,15 @@ export class Proxy {
     };
   }
 
-  /** Reads pool_passwd, pool_hba.conf and the TLS files named by the configuration. */
+  /** Reads pool_passwd, pool_hba.conf and the TLS files named by the configuration (all or nothing). */
   private loadSecrets(c: Config): void {
+    const loaded = this.readSecrets(c);
+    this.passwd = loaded.passwd;
+    this.hba = loaded.hba;
+    this.tlsContext = loaded.tls;
+  }
+
+  private readSecrets(c: Config): { passwd: SecretLookup | undefined; hba: HbaFile | undefined; tls: tls.SecureContext | undefined } {
     const s = c.settings;
     const log = this.o.log;
     const env = this.o.env ?? process.env;
@@ -187,6 +199,7 @@ export class Proxy {
     const fromEnv = scanEnvUsers(env);
     for (const note of fromEnv.notes) log.warn(note);
     let file: PoolPasswd | undefined;
+    let passwd: SecretLookup | undefined;
     if (s.pool_passwd !== '') {
       if (existsSync(s.pool_passwd)) {
         file = PoolPasswd.load(s.pool_passwd, keyFile);
@@ -198,15 +211,66 @@ export class Proxy {
     if (fromEnv.users.size > 0) {
       const preEncrypted = passwordsPreEncrypted(env);
       const aesKey = preEncrypted && keyFile !== undefined ? readPoolKey(keyFile) : undefined;
-      this.passwd = mergeEnvUsers(file, fromEnv.users, { preEncrypted, aesKey });
+      passwd = mergeEnvUsers(file, fromEnv.users, { preEncrypted, aesKey });
       log.info({ users: fromEnv.users.size, preEncrypted }, 'users from <X>_USERNAME/<X>_PASSWORD environment variables');
-    } else this.passwd = file;
-    this.hba = s.enable_pool_hba ? HbaFile.load(s.pool_hba_file) : undefined;
-    this.tlsContext = undefined;
+    } else passwd = file;
+    const hba = s.enable_pool_hba ? HbaFile.load(s.pool_hba_file) : undefined;
+    let context: tls.SecureContext | undefined;
     if (s.ssl) {
       if (!s.ssl_cert || !s.ssl_key) throw new Error('ssl is on but ssl_cert or ssl_key is not set');
-      this.tlsContext = tls.createSecureContext({ cert: readFileSync(s.ssl_cert), key: readFileSync(s.ssl_key) });
+      context = tls.createSecureContext({ cert: readFileSync(s.ssl_cert), key: readFileSync(s.ssl_key) });
     }
+    return { passwd, hba, tls: context };
+  }
+
+  /**
+   * SIGHUP / PGPOOL RELOAD: loads the configuration again through `load` and applies what may
+   * change without a restart. New sessions see the new settings; no connection is dropped. A
+   * configuration with errors changes nothing. Returns what was applied and what needs a restart.
+   */
+  async reload(load: () => Config): Promise<{ applied: readonly string[]; needRestart: readonly string[] } | { error: string }> {
+    const log = this.o.log;
+    let plan;
+    let secrets;
+    try {
+      plan = planReload(this.config, load());
+      secrets = this.readSecrets(plan.config);
+    } catch (e) {
+      const msg = e instanceof ConfigError ? e.problems.map((p) => `${p.file}:${p.line}: ${p.message}`).join('; ') : (e as Error).message;
+      log.error({ err: msg }, 'reload failed: configuration not changed');
+      return { error: msg };
+    }
+    const c = plan.config;
+    this.config = c;
+    this.passwd = secrets.passwd;
+    this.hba = secrets.hba;
+    this.tlsContext = secrets.tls;
+    this.settings = sessionSettings(c);
+    this.routing = routeSettings(c);
+    this.pool.reconfigure(poolOptions(c));
+    this.admission.reconfigure(this.admissionLimits(c));
+    // Nodes: new weights/flags apply to new sessions; new backends join as up; status and lag are kept.
+    const view = this.cluster.view;
+    const nodes = clusterNodes(c).map((n) => {
+      const old = view.node(n.id);
+      return old ? { ...n, status: old.status, lag: old.lag, lastStatusChange: old.lastStatusChange } : n;
+    });
+    const flagged = nodes.find((n) => n.alwaysPrimary);
+    this.cluster.set(new ClusterView(nodes, flagged ? flagged.id : view.primaryId));
+    if (plan.applied.some((a) => /^(health_check|sr_check|backend_|delay_threshold|connect_timeout)/.test(a))) {
+      this.monitor.stop();
+      this.monitor = new ClusterMonitor({
+        config: c,
+        store: this.cluster,
+        log,
+        passwd: () => this.passwd,
+        keys: { keyFile: this.o.keyFile, env: this.o.env ?? process.env },
+      });
+      await this.monitor.start();
+    }
+    log.info({ applied: plan.applied, needRestart: plan.needRestart }, 'configuration reloaded');
+    for (const name of plan.needRestart) log.warn({ parameter: name }, `parameter "${name}" changed but needs a restart; the running value is kept`);
+    return { applied: plan.applied, needRestart: plan.needRestart };
   }
 
   /** failover_on_backend_error: a socket error on a backend takes its node out of routing at once. */
