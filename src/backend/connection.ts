@@ -17,6 +17,7 @@ import type { PoolSecret } from '../auth/pool-passwd.ts';
 import { ProxyError } from '../errors/proxy-error.ts';
 import { SqlState } from '../errors/sqlstate.ts';
 import { describeNode, nodeAddress, type BackendNode } from './node.ts';
+import { moveToUserBuffer } from '../util/user-buffer-socket.ts';
 
 /** The authentication methods a backend may ask for, as pg_hba.conf names them. */
 export type AuthMethod = 'trust' | 'password' | 'md5' | 'scram-sha-256';
@@ -72,6 +73,8 @@ export interface ReplySink {
   onReady(conn: ServerConnection): void;
   /** The backend went away or broke the protocol while leased. */
   onServerClose(conn: ServerConnection, err: Error | undefined): void;
+  /** True while the last reply chunk handed to onReply is still referenced (its write is pending). */
+  holdsReplyChunk?(): boolean;
 }
 
 /**
@@ -266,10 +269,13 @@ export class ServerConnection {
 
   /** Switches the socket to the streaming reply path. */
   private attach(): void {
-    const sock = this.socket;
+    let sock = this.socket;
     sock.removeAllListeners('close');
     sock.removeAllListeners('error');
-    sock.on('data', (chunk: Buffer) => this.onData(chunk));
+    // Replies are read into a reused buffer (no stream machinery) unless the socket is TLS.
+    const moved = moveToUserBuffer(sock, (chunk) => this.onData(chunk), () => this.sink?.holdsReplyChunk?.() ?? false);
+    if (moved) this.socket = sock = moved;
+    else sock.on('data', (chunk: Buffer) => this.onData(chunk));
     sock.on('error', () => {
       this.broken = true;
     });

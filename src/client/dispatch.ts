@@ -130,6 +130,16 @@ export class Dispatcher {
     return conn.owed > 0 || this.openNode === conn.node.id;
   }
 
+  /**
+   * True when the client chunk just processed is still referenced: frames of an unfinished batch,
+   * or a write to a backend that has not completed. The next read must then use a fresh buffer.
+   */
+  holdsClientChunk(): boolean {
+    if (this.batch.length > 0) return true;
+    for (const c of this.conns.values()) if (c.socket.writableLength > 0) return true;
+    return false;
+  }
+
   /** True while no request is in flight on any connection. */
   get idle(): boolean {
     for (const c of this.conns.values()) if (c.owed > 0) return false;

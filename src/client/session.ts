@@ -17,6 +17,7 @@ import { authenticateClient, type ClientAuthMethod, type ClientChannel } from '.
 import type { ScramPassThrough } from '../auth/scram.ts';
 import type { ProxyContext } from './context.ts';
 import { Dispatcher } from './dispatch.ts';
+import { moveToUserBuffer } from '../util/user-buffer-socket.ts';
 import type { Logger } from 'pino';
 
 let nextSessionId = 1;
@@ -326,6 +327,15 @@ export class Session implements ReplySink, ClientChannel {
     parts.push(w.backendKeyData(this.pid, this.secret), w.readyForQuery(conn.txStatus));
     this.sock.write(Buffer.concat(parts));
     this.phase = 'ready';
+    if (!this.ssl) {
+      // From here on the client's bytes are read into a reused buffer (no stream machinery).
+      const moved = moveToUserBuffer(this.sock, this.onData, () => this.dispatcher?.holdsClientChunk() ?? false);
+      if (moved) {
+        this.sock = moved;
+        moved.on('error', () => this.close());
+        moved.on('close', () => this.close());
+      }
+    }
     this.lastActivity = Date.now();
     this.log.debug({ user: this.user, database: this.database, server: conn.tag, reused: conn.leases > 1 }, 'session ready');
     // Anything the client pipelined behind its last authentication message.
@@ -363,6 +373,11 @@ export class Session implements ReplySink, ClientChannel {
   }
 
   // ---- replies ----
+
+  /** ReplySink: the last reply chunk is still queued on the client socket. */
+  holdsReplyChunk(): boolean {
+    return this.sock.writableLength > 0;
+  }
 
   /** ReplySink: forward a reply chunk unchanged, pausing the backend when the client is slow. */
   onReply(conn: ServerConnection, chunk: Buffer): void {
