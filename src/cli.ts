@@ -1,6 +1,7 @@
 // The `pgrouter` command line: run the proxy (`pgrouter -f pgpool.conf`), check a
-// configuration (`pgrouter check-config -f FILE`), --help and --version. Signals: SIGTERM
-// drains, SIGINT stops at once.
+// configuration (`pgrouter check-config -f FILE`), run as pgpool2_exporter in front of a real
+// Pgpool-II (`pgrouter exporter`), --help and --version. Signals: SIGTERM drains, SIGINT stops
+// at once.
 
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
@@ -9,12 +10,16 @@ import { pino, type Logger } from 'pino';
 import { loadConfig, type Config } from './config/load.ts';
 import { ConfigError } from './config/parse.ts';
 import { Proxy } from './main.ts';
+import { dataSourceFromEnv } from './exporter/dsn.ts';
+import { runExporter } from './exporter/exporter.ts';
 
 const HELP = `pgrouter: a PostgreSQL query router and connection pooler (a drop-in for Pgpool-II)
 
 Usage:
   pgrouter [options]                  run the proxy
   pgrouter check-config [options]     check the configuration and exit
+  pgrouter exporter [exporter options]
+                                      serve pgpool2_exporter's metrics for a running Pgpool-II
 
 Options:
   -f, --config-file FILE   pgpool.conf-style configuration (default: ./pgpool.conf, else
@@ -22,10 +27,19 @@ Options:
   -a, --hba-file FILE      pool_hba.conf (with enable_pool_hba = on)
   -k, --key-file FILE      AES key for pool_passwd entries (default: $PGPOOLKEYFILE, ~/.pgpoolkey)
   -d, --debug              log at debug level
+      --metrics-port PORT  port of /metrics, /healthz, /readyz and the status page
+                           (default: metrics_port, 9719)
   -n, --nodaemon           accepted for Pgpool-II compatibility (pgrouter never forks)
   -F, --pcp-file FILE      accepted for Pgpool-II compatibility and ignored
   -h, --help               show this help
   -v, --version            show the version
+
+Exporter options (pgpool2_exporter's; the Pgpool-II to read is DATA_SOURCE_NAME, a libpq URL
+or key=value string, else DATA_SOURCE_URI host:port/db?sslmode=... with DATA_SOURCE_USER and
+DATA_SOURCE_PASS):
+      --web.listen-address ADDR   where to serve (default :9719)
+      --web.telemetry-path PATH   path of the metrics (default /metrics)
+      --log.level LEVEL           debug, info, warn or error (default info)
 
 Every parameter can also be set as PGPOOL_PARAMS_<NAME>=<value> in the environment (it wins over
 the file). Signals: SIGTERM drains (sessions end between transactions, up to drain_timeout),
@@ -50,9 +64,10 @@ function makeLogger(level: string): Logger {
 /** Files tried in order when no -f is given. */
 const DEFAULT_CONFIG_FILES = ['pgpool.conf', '/config/pgpool.conf'];
 
-function load(values: { 'config-file'?: string | undefined; 'hba-file'?: string | undefined }): Config {
+function load(values: { 'config-file'?: string | undefined; 'hba-file'?: string | undefined; 'metrics-port'?: string | undefined }): Config {
   const overrides: Record<string, string> = {};
   if (values['hba-file']) overrides['pool_hba_file'] = values['hba-file'];
+  if (values['metrics-port']) overrides['metrics_port'] = values['metrics-port'];
   let file = values['config-file'];
   // Without -f: ./pgpool.conf, else the container's mounted ConfigMap (pgpool2_on_k8s's /config).
   file ??= DEFAULT_CONFIG_FILES.find((candidate) => {
@@ -66,8 +81,59 @@ function load(values: { 'config-file'?: string | undefined; 'hba-file'?: string 
   return loadConfig({ file, env: process.env, overrides });
 }
 
+/** `pgrouter exporter`: runs until SIGTERM or SIGINT. */
+async function exporterMain(argv: string[]): Promise<number> {
+  let values;
+  try {
+    values = parseArgs({
+      args: argv,
+      options: {
+        'web.listen-address': { type: 'string', default: ':9719' },
+        'web.telemetry-path': { type: 'string', default: '/metrics' },
+        'log.level': { type: 'string', default: 'info' },
+        'log.format': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+      },
+    }).values;
+  } catch (e) {
+    process.stderr.write(`pgrouter exporter: ${(e as Error).message}\nTry "pgrouter --help".\n`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (values.version) {
+    process.stdout.write(`pgrouter ${version()} (exporter)\n`);
+    return 0;
+  }
+  const log = makeLogger(values['log.level'] === 'warn' || values['log.level'] === 'error' || values['log.level'] === 'debug' ? values['log.level'] : 'info');
+  let running;
+  try {
+    running = await runExporter({
+      dataSource: dataSourceFromEnv(process.env),
+      listenAddress: values['web.listen-address'],
+      telemetryPath: values['web.telemetry-path'],
+      log,
+    });
+  } catch (e) {
+    log.fatal({ err: (e as Error).message }, 'exporter could not start');
+    return 1;
+  }
+  return new Promise<number>((resolve) => {
+    const stop = (sig: string): void => {
+      log.info(`${sig} received: stopping`);
+      void running.stop().then(() => resolve(0));
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
+
 /** Runs the command line; resolves with the exit code (the proxy itself resolves only when stopped). */
 export async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'exporter') return exporterMain(argv.slice(1));
   let parsed;
   try {
     parsed = parseArgs({
@@ -79,6 +145,7 @@ export async function main(argv: string[]): Promise<number> {
         'key-file': { type: 'string', short: 'k' },
         'pcp-file': { type: 'string', short: 'F' },
         debug: { type: 'boolean', short: 'd' },
+        'metrics-port': { type: 'string' },
         nodaemon: { type: 'boolean', short: 'n' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },

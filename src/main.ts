@@ -24,6 +24,10 @@ import { planReload } from './config/reload.ts';
 import { ConfigError } from './config/parse.ts';
 import { ClusterMonitor } from './health/monitor.ts';
 import { Admin } from './admin/admin.ts';
+import { pgrouterVersion } from './admin/version.ts';
+import { listenAddresses, type MetricsServer } from './metrics/http-server.ts';
+import { startProxyMetrics } from './metrics/proxy-endpoint.ts';
+import type { ProxySource } from './metrics/proxy-source.ts';
 
 export interface StartOptions {
   readonly log: Logger;
@@ -118,6 +122,8 @@ export class Proxy {
   /** SHOW pool_* and PGPOOL SHOW. */
   private readonly admin: Admin;
   readonly startedAt = new Date();
+  /** The metrics / probes / status page listener (metrics_port); undefined if it could not bind. */
+  private metricsServer: MetricsServer | undefined;
 
   private constructor(
     private config: Config,
@@ -314,7 +320,49 @@ export class Proxy {
       { addresses: p.listeners.addresses(), backends: config.backends.map((b) => `${b.hostname}:${b.port}`), primary: p.cluster.view.primaryId },
       'listening',
     );
+    await p.startMetrics();
     return p;
+  }
+
+  /** The HTTP listener; a port that cannot be bound is logged and pgrouter serves without it. */
+  private async startMetrics(): Promise<void> {
+    const s = this.config.settings;
+    try {
+      this.metricsServer = await startProxyMetrics(this.metricsSource(), {
+        addresses: listenAddresses(s.metrics_listen_addresses),
+        port: s.metrics_port,
+        log: this.o.log,
+        version: pgrouterVersion(),
+      });
+      this.o.log.info({ addresses: this.metricsServer.addresses() }, 'metrics, probes and status page listening');
+    } catch (e) {
+      this.o.log.warn({ port: s.metrics_port, err: (e as Error).message }, 'metrics listener could not start: /metrics, /healthz and /readyz are not served');
+    }
+  }
+
+  /** What the metrics read of this proxy (read-only views). */
+  private metricsSource(): ProxySource {
+    const self = this;
+    return {
+      admin: this.ctx.admin,
+      cluster: () => self.cluster.view,
+      healthStats: (id) => self.monitor.healthStats(id),
+      connections: () => self.pool.connections(),
+      sessionCount: () => self.sessions.size,
+      queued: () => self.admission.queued,
+      maxSessions: () => self.config.settings.num_init_children,
+      draining: () => self.draining,
+    };
+  }
+
+  /** True once SIGTERM (or SIGINT) has started taking the proxy down. */
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /** The metrics listener's bound addresses (empty when it is not running). */
+  get metricsAddresses(): net.AddressInfo[] {
+    return this.metricsServer?.addresses() ?? [];
   }
 
   private accept(sock: net.Socket, local: boolean): void {
@@ -361,6 +409,7 @@ export class Proxy {
     await this.listeners.close();
     for (const s of [...this.sessions]) s.shutdown();
     this.pool.closeAll();
+    await this.metricsServer?.close();
     this.o.log.info('stopped');
   }
 }
