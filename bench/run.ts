@@ -1,0 +1,313 @@
+// `npm run bench`: the side-by-side benchmark. Starts the rig (primary + replica, pgbench scale
+// 10), then direct, pgrouter, Pgpool-II and PgBouncer; runs each pgbench workload against every
+// target in turn; measures added latency and idle-connection memory; prints the report and, with
+// --write, saves it to bench/RESULTS.md. Installs nothing: says what is missing and carries on.
+
+import { readdirSync, readFileSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { sql, startCluster, stopCluster, stopClusterSync, type Cluster } from '../rig/cluster.ts';
+import { idleMemoryMarkdown, measureIdleMemory } from './idle-memory.ts';
+import { latencyMarkdown, measureLatency } from './latency.ts';
+import { cpuSnapshot, foreignCores, postmasterPid, reapedChildrenSeconds } from './lib/cpu.ts';
+import { loadAverage, machineInfo, versions } from './lib/machine.ts';
+import { parseOptions, USAGE } from './lib/options.ts';
+import { pgbenchArgs, runPgbench, type PgbenchResult } from './lib/pgbench.ts';
+import { checkPrerequisites } from './lib/prereq.ts';
+import { renderReport, type Cell } from './lib/report.ts';
+import { WORKLOADS, type Workload } from './lib/workloads.ts';
+import { startDirect } from './targets/direct.ts';
+import { startPgbouncer } from './targets/pgbouncer.ts';
+import { startPgpool } from './targets/pgpool.ts';
+import { startPgrouter } from './targets/pgrouter.ts';
+import type { Target, TargetName, TargetStarter } from './targets/target.ts';
+
+const RESULTS = fileURLToPath(new URL('./RESULTS.md', import.meta.url));
+/** The raw numbers behind RESULTS.md. */
+const RESULTS_JSON = fileURLToPath(new URL('./results.json', import.meta.url));
+/** Room for every target's cached connections at once, the 200-client run and the idle-memory sessions. */
+const MAX_CONNECTIONS = 1200;
+/** About this many transactions are logged per measured run (see the sampling-rate note in the report). */
+const LOGGED_TRANSACTIONS = 50_000;
+
+const STARTERS: Record<TargetName, TargetStarter> = {
+  direct: startDirect,
+  pgrouter: (c) => startPgrouter(c),
+  pgpool: startPgpool,
+  pgbouncer: startPgbouncer,
+};
+
+const say = (line: string): void => void process.stderr.write(`bench: ${line}\n`);
+const firstLines = (e: unknown, n = 8): string => (e instanceof Error ? e.message : String(e)).split('\n').slice(0, n).join('\n');
+
+/** Other PostgreSQL servers on the machine (other sessions' rigs), for the report's honesty line. */
+function foreignServers(c: Cluster): string {
+  let others = 0;
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
+      const i = cmd.indexOf('-D');
+      if (/\/postgres$/.test(cmd[0] ?? '') && i > 0 && !(cmd[i + 1] ?? '').startsWith(c.dir)) others++;
+    } catch {
+      // gone
+    }
+  }
+  return others > 0
+    ? `${others} other PostgreSQL server(s) not started by this run were up on the machine (e.g. other sessions' test rigs), so the machine was not idle.`
+    : 'No other PostgreSQL servers were running on the machine.';
+}
+
+/** What pgbench without -n does before a run, done directly on the primary (not through the target). */
+async function resetTpcb(c: Cluster): Promise<void> {
+  await sql(c, c.primary, 'VACUUM pgbench_branches');
+  await sql(c, c.primary, 'VACUUM pgbench_tellers');
+  await sql(c, c.primary, 'TRUNCATE pgbench_history');
+}
+
+/**
+ * Sections of the current RESULTS.md that other scripts own and keep at its end (bench/classify.ts
+ * appends "## Statement classification"): carried over when --write rewrites the file.
+ */
+async function keptSections(): Promise<string> {
+  let text = '';
+  try {
+    text = await readFile(RESULTS, 'utf8');
+  } catch {
+    return '';
+  }
+  const at = text.indexOf('\n## Statement classification');
+  return at >= 0 ? text.slice(at) : '';
+}
+
+/** Committed + rolled-back transactions in the app database on each node (pg_stat_database). */
+async function xactCounts(c: Cluster): Promise<{ primary: number; replica: number }> {
+  // Asked from the postgres database, so the question itself is not counted in app's row.
+  const q = `SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '${c.database}'`;
+  const [p, r] = await Promise.all([sql(c, c.primary, q, { database: 'postgres' }), sql(c, c.replica, q, { database: 'postgres' })]);
+  return { primary: Number(p), replica: Number(r) };
+}
+
+/** Backends publish their statistics at most once a second (PostgreSQL 15); wait that out. */
+const STATS_FLUSH_MS = 1500;
+
+/**
+ * The round reported when there are several: the highest TPS. Interference from other work on
+ * the machine only ever slows a run down, so the fastest round is the least disturbed one; every
+ * target gets the same number of rounds, interleaved in time.
+ */
+function bestRound(rounds: PgbenchResult[]): number {
+  let best = 0;
+  const score = (r: PgbenchResult): number => (r.ok ? r.tps ?? 0 : -1);
+  rounds.forEach((r, i) => {
+    if (score(r) > score(rounds[best]!)) best = i;
+  });
+  return best;
+}
+
+function describe(r: PgbenchResult): string {
+  if (!r.ok) return `FAILED (exit ${r.exitCode}${r.abortedClients ? `, ${r.abortedClients} clients aborted` : ''}): ${r.errors[0] ?? (r.outputTail || 'no output')}`;
+  return `${Math.round(r.tps ?? 0)} tps, mean ${r.meanMs?.toFixed(3)} ms, p99 ${r.p99Ms?.toFixed(3)} ms, failed ${r.failed ?? '?'}`;
+}
+
+async function main(): Promise<number> {
+  const argv = process.argv.slice(2);
+  let opts;
+  try {
+    opts = parseOptions(argv);
+  } catch (e) {
+    process.stderr.write(`${firstLines(e, 30)}\n`);
+    return 2;
+  }
+  if (opts === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const o = opts;
+  const t0 = Date.now();
+  const wantThroughput = o.parts.includes('throughput');
+  const pre = checkPrerequisites(wantThroughput ? o.targets : []);
+  for (const m of pre.messages) say(m);
+  if (!pre.postgres) return 1;
+
+  const loadStart = loadAverage();
+  say('starting the rig (primary + replica, pgbench -i -s 10)...');
+  const c = await startCluster({ pgbenchScale: 10, maxConnections: MAX_CONNECTIONS });
+  const running: Target[] = [];
+  const onSignal = (): void => {
+    say('interrupted: stopping everything');
+    for (const t of running) if (t.pid !== undefined) try { process.kill(-t.pid, 'SIGKILL'); } catch { /* gone */ }
+    stopClusterSync(c);
+    process.exit(130);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const unavailable: Partial<Record<TargetName, string>> = { ...pre.missing };
+  const cells: Cell[] = [];
+  const commands = new Map<string, string>();
+  const notes: string[] = [];
+  let latency: string[] | undefined;
+  let idle: string[] | undefined;
+  const allTargets: Target[] = [];
+  const foreign = foreignServers(c);
+  try {
+    const info = machineInfo();
+    const vers = await versions(c, { ...(pre.pgpoolBin ? { pgpool: pre.pgpoolBin } : {}), ...(pre.pgbouncerBin ? { pgbouncer: pre.pgbouncerBin } : {}) });
+    say(`machine: ${info.cores} cores, ${info.memory}, ${info.cpu}; load ${loadStart}`);
+    say(foreign);
+
+    if (wantThroughput) {
+      const byName = new Map<TargetName, Target>();
+      for (const name of o.targets) {
+        if (unavailable[name]) {
+          say(`${name}: not run: ${unavailable[name]}`);
+          continue;
+        }
+        try {
+          const t = await STARTERS[name](c);
+          byName.set(name, t);
+          running.push(t);
+          allTargets.push(t);
+          say(`${name}: up on port ${t.port}`);
+        } catch (e) {
+          unavailable[name] = firstLines(e);
+          say(`${name}: could not start, carrying on without it:\n${firstLines(e)}`);
+        }
+      }
+      // CPU of these trees is "ours"; everything else the machine did meanwhile is interference.
+      const cpuRoots = [process.pid, postmasterPid(c.primary.dataDir), postmasterPid(c.replica.dataDir)].filter((p): p is number => p !== undefined);
+      const workloads: Workload[] = WORKLOADS.filter((w) => o.workloads.includes(w.id));
+      for (const w of workloads) {
+        commands.set(w.id, `pgbench ${pgbenchArgs(c, w, 0, o.seconds).join(' ').replace(' -p 0 ', ' -p <port> ')}`);
+        const rounds = new Map<TargetName, { results: PgbenchResult[]; loads: string[]; foreign: number[]; replica: number[]; client: number[] }>();
+        for (let round = 1; round <= o.rounds; round++) {
+          for (const name of o.targets) {
+            const t = byName.get(name);
+            if (!t) continue;
+            if (w.writes) await resetTpcb(c);
+            let warmTps: number | undefined;
+            if (o.warmup > 0) warmTps = (await runPgbench(c, w, t.port, o.warmup, 0)).tps;
+            const rate = w.connectPerTransaction ? 1 : Math.min(1, LOGGED_TRANSACTIONS / ((warmTps ?? 10_000) * o.seconds));
+            await new Promise((res) => setTimeout(res, STATS_FLUSH_MS));
+            const x0 = await xactCounts(c);
+            const cpu0 = cpuSnapshot(cpuRoots);
+            const reaped0 = reapedChildrenSeconds();
+            const r = await runPgbench(c, w, t.port, o.seconds, Number(rate.toPrecision(3)));
+            const other = foreignCores(cpu0, cpuSnapshot(cpuRoots));
+            // The only child reaped during the run is this pgbench (targets live on): its CPU, in cores.
+            const client = (reapedChildrenSeconds() - reaped0) / o.seconds;
+            await new Promise((res) => setTimeout(res, STATS_FLUSH_MS));
+            const x1 = await xactCounts(c);
+            const onPrimary = x1.primary - x0.primary;
+            const onReplica = x1.replica - x0.replica;
+            const share = onPrimary + onReplica > 0 ? onReplica / (onPrimary + onReplica) : 0;
+            const load = loadAverage().split(' ')[0] ?? '';
+            const entry = rounds.get(name) ?? { results: [], loads: [], foreign: [], replica: [], client: [] };
+            entry.replica.push(share);
+            entry.client.push(client);
+            entry.results.push(r);
+            entry.loads.push(load);
+            entry.foreign.push(other);
+            rounds.set(name, entry);
+            say(`[${w.id}${o.rounds > 1 ? ` round ${round}` : ''}] ${name}: ${describe(r)} (replica share ${(share * 100).toFixed(0)}%; pgbench ${client.toFixed(2)} cores; other work on the machine: ${other.toFixed(2)} cores, load ${load})`);
+            if (!r.ok && t.pid !== undefined) {
+              const tail = t.tail();
+              if (tail) say(`${name} output:\n${tail}`);
+            }
+          }
+        }
+        for (const name of o.targets) {
+          const entry = rounds.get(name);
+          if (entry) {
+            const best = bestRound(entry.results);
+            cells.push({ workload: w, target: name, result: entry.results[best], chosen: best, rounds: entry.results, loads: entry.loads, foreign: entry.foreign, replicaShare: entry.replica, pgbenchCores: entry.client });
+          } else if (unavailable[name])
+            cells.push({ workload: w, target: name, result: undefined, chosen: -1, rounds: [], unavailable: unavailable[name]!, loads: [], foreign: [], replicaShare: [], pgbenchCores: [] });
+        }
+      }
+      for (const name of ['pgpool', 'pgbouncer'] as const) {
+        const t = byName.get(name);
+        if (t) {
+          await t.stop();
+          running.splice(running.indexOf(t), 1);
+        }
+      }
+      if (byName.get('pgbouncer') && cells.some((x) => x.target === 'pgbouncer' && x.workload.id === 'select-prepared' && x.result && !x.result.ok))
+        notes.push('PgBouncer 1.18 in transaction mode has no support for protocol-level prepared statements (added in 1.21), so `-M prepared` fails against it: a statement prepared on one server connection is missing on another, or collides with one another client prepared.');
+      const readOnly = cells.filter((x) => x.target === 'pgrouter' && !x.workload.writes && x.replicaShare.length > 0);
+      if (readOnly.length > 0 && readOnly.every((x) => x.replicaShare.every((v) => v < 0.02)))
+        notes.push('pgrouter sent (almost) none of the read-only transactions to the replica in this run (replica share < 2%: see the raw table), so its load_balance_mode had no effect on these figures; Pgpool-II spread its read-only sessions across primary and replica.');
+    }
+
+    if (o.parts.includes('latency')) {
+      say(`latency: ${o.latencyQueries} SELECT 1 round trips per path...`);
+      let t = running.find((x) => x.name === 'pgrouter');
+      let own = false;
+      try {
+        if (!t) {
+          t = await startPgrouter(c);
+          own = true;
+        }
+        const r = await measureLatency(c, t.port, o.latencyQueries);
+        latency = latencyMarkdown(r);
+        say(`latency: direct p50 ${r.direct.p50.toFixed(1)} µs, pgrouter p50 ${r.pgrouter.p50.toFixed(1)} µs, added ${r.addedP50.toFixed(1)} µs`);
+      } catch (e) {
+        latency = [`Not measured: ${firstLines(e)}`];
+        say(`latency: failed: ${firstLines(e)}`);
+      } finally {
+        if (own && t) await t.stop();
+      }
+    }
+    // The idle-memory run needs the primary's connections: nothing else may hold any.
+    for (const t of running.splice(0)) await t.stop();
+
+    if (o.parts.includes('idle-memory')) {
+      say(`idle-memory: ${o.idleSessions} authenticated sessions + ${o.idleTotal - o.idleSessions} queued connections...`);
+      try {
+        const r = await measureIdleMemory(c, o.idleSessions, o.idleTotal);
+        idle = idleMemoryMarkdown(r);
+        say(`idle-memory: base ${(r.baseKb / 1024).toFixed(1)} MB, after sessions ${(r.afterSessionsKb / 1024).toFixed(1)} MB, after all ${(r.afterAllKb / 1024).toFixed(1)} MB`);
+      } catch (e) {
+        idle = [`Not measured: ${firstLines(e)}`];
+        say(`idle-memory: failed: ${firstLines(e)}`);
+      }
+    }
+
+    const report = renderReport({
+      date: new Date(t0),
+      durationS: (Date.now() - t0) / 1000,
+      options: o,
+      argv,
+      machine: info,
+      versions: vers,
+      loadStart,
+      loadEnd: loadAverage(),
+      foreign,
+      targets: allTargets,
+      unavailable: wantThroughput ? unavailable : {},
+      cells,
+      commands,
+      ...(latency ? { latency } : {}),
+      ...(idle ? { idleMemory: idle } : {}),
+      notes,
+    });
+    process.stdout.write(`${report}\n`);
+    if (o.write) {
+      await writeFile(RESULTS, `${report}\n${await keptSections()}`);
+      await writeFile(RESULTS_JSON, `${JSON.stringify({ date: new Date(t0).toISOString(), argv, options: o, machine: info, versions: vers, cells: cells.map((x) => ({ ...x, workload: x.workload.id })), latency, idle }, null, 1)}\n`);
+      say(`wrote ${RESULTS} and ${RESULTS_JSON}`);
+    }
+    return 0;
+  } finally {
+    for (const t of running.splice(0)) await t.stop().catch(() => undefined);
+    await stopCluster(c).catch((e: unknown) => say(`stopping the rig: ${firstLines(e)}`));
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    process.stderr.write(`bench: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(1);
+  },
+);
