@@ -117,10 +117,32 @@ export class Pool {
     return this.idleByNode.get(nodeId) ?? 0;
   }
 
-  /** A connection for the request: a cached one (its parameters brought in line) or a new one. */
+  /** Connections being reset after their client left, per pool key. */
+  private readonly resetting = new Map<string, number>();
+  /** Leases waiting for one of those resets to finish, per pool key. */
+  private readonly waiters = new Map<string, Array<(c: ServerConnection | null) => void>>();
+
+  /**
+   * A connection for the request: a cached one (its parameters brought in line), one whose reset
+   * is about to finish (a client that reconnects at once gets its old backend instead of a new
+   * one: no fork, no authentication), or a new one.
+   */
   async lease(r: LeaseRequest): Promise<ServerConnection> {
     const key = poolKey(r);
-    const list = r.fresh ? undefined : this.idle.get(key);
+    let list = r.fresh ? undefined : this.idle.get(key);
+    if (!r.fresh && (!list || list.length === 0) && (this.resetting.get(key) ?? 0) > (this.waiters.get(key)?.length ?? 0)) {
+      const handed = await new Promise<ServerConnection | null>((resolve) => {
+        let q = this.waiters.get(key);
+        if (!q) this.waiters.set(key, (q = []));
+        q.push(resolve);
+      });
+      if (handed) {
+        handed.state = 'leased';
+        if (await this.align(handed, r.params)) return this.leased(handed);
+        this.destroy(handed);
+      }
+      list = this.idle.get(key);
+    }
     while (list && list.length > 0) {
       const c = list.pop()!;
       this.forgetIdle(c);
@@ -184,15 +206,26 @@ export class Pool {
       return;
     }
     c.state = 'resetting';
+    const key = poolKey({ node: c.node, user: c.user, database: c.database, params: c.startupParams });
+    this.resetting.set(key, (this.resetting.get(key) ?? 0) + 1);
     const statements = this.options.resetQueries.filter(
       (q) => !(c.txStatus === TxStatus.Idle && /^\s*abort\s*;?\s*$/i.test(q)),
     );
-    runInternal(c, statements, this.options.connectTimeoutMs)
-      .then((ok) => {
-        if (ok && c.txStatus === TxStatus.Idle && !c.broken && c.state === 'resetting') this.keep(c);
-        else this.destroy(c);
-      })
-      .catch(() => this.destroy(c));
+    const done = (ok: boolean): void => {
+      const n = (this.resetting.get(key) ?? 1) - 1;
+      if (n > 0) this.resetting.set(key, n);
+      else this.resetting.delete(key);
+      const clean = ok && c.txStatus === TxStatus.Idle && !c.broken && c.state === 'resetting';
+      const q = this.waiters.get(key);
+      const waiter = q?.shift();
+      if (q && q.length === 0) this.waiters.delete(key);
+      if (!clean) {
+        this.destroy(c);
+        waiter?.(null);
+      } else if (waiter) waiter(c);
+      else this.keep(c);
+    };
+    runInternal(c, statements, this.options.connectTimeoutMs).then(done, () => done(false));
   }
 
   private keep(c: ServerConnection): void {
@@ -253,6 +286,8 @@ export class Pool {
 
   /** Closes every connection (shutdown). */
   closeAll(): void {
+    for (const q of this.waiters.values()) for (const w of q) w(null);
+    this.waiters.clear();
     for (const c of this.all) c.close();
     this.all.clear();
     this.idle.clear();
