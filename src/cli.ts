@@ -194,7 +194,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   let proxy: Proxy;
   try {
-    proxy = await Proxy.start(config, { log, keyFile: values['key-file'], env: process.env });
+    proxy = await Proxy.start(config, { log, keyFile: values['key-file'], env: process.env, reloadConfig: () => load(values) });
   } catch (e) {
     log.fatal({ err: (e as Error).message }, 'could not start');
     return 1;
@@ -208,12 +208,9 @@ export async function main(argv: string[]): Promise<number> {
       log.info('SIGINT received: stopping');
       void proxy.stop().then(() => resolve(0));
     });
-    let reloading = Promise.resolve();
     process.on('SIGHUP', () => {
       log.info('SIGHUP received: reloading the configuration');
-      reloading = reloading.then(async () => {
-        await proxy.reload(() => load(values));
-      });
+      void proxy.reloadNow();
     });
   });
 }

@@ -2,7 +2,8 @@
 // the cluster view, the pool, admission, listeners and the maintenance tick; and takes it
 // apart again (drain on SIGTERM, immediate stop on SIGINT).
 
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, watch, type FSWatcher } from 'node:fs';
+import { dirname, resolve as resolvePath } from 'node:path';
 import tls from 'node:tls';
 import type net from 'node:net';
 import type { Logger } from 'pino';
@@ -34,6 +35,8 @@ export interface StartOptions {
   /** Pgpool-II's -k: the AES key file for pool_passwd. */
   readonly keyFile?: string | undefined;
   readonly env?: NodeJS.ProcessEnv;
+  /** Loads the configuration again (SIGHUP, PGPOOL RELOAD, watch_config_files). */
+  readonly reloadConfig?: (() => Config) | undefined;
 }
 
 function list(v: string | readonly string[]): string[] {
@@ -173,6 +176,7 @@ export class Proxy {
       sessions: () => self.sessions,
       connections: () => self.pool.connections(),
       startedAt: this.startedAt,
+      reload: o.reloadConfig ? () => void self.reloadNow() : undefined,
     });
     this.ctx.admin = (sql, session) => self.admin.handle(sql, session);
     this.tickTimer = setInterval(() => this.tick(), 1000);
@@ -227,6 +231,44 @@ export class Proxy {
       context = tls.createSecureContext({ cert: readFileSync(s.ssl_cert), key: readFileSync(s.ssl_key) });
     }
     return { passwd, hba, tls: context };
+  }
+
+  private reloading: Promise<unknown> = Promise.resolve();
+  private watchers: FSWatcher[] = [];
+
+  /** Reloads with the configured loader, one reload at a time (SIGHUP, PGPOOL RELOAD, file changes). */
+  reloadNow(): Promise<unknown> {
+    const load = this.o.reloadConfig;
+    if (!load) return Promise.resolve();
+    this.reloading = this.reloading.then(() => this.reload(load));
+    return this.reloading;
+  }
+
+  /** watch_config_files: reload when the config file, pool_passwd or pool_hba.conf changes. */
+  private watchFiles(): void {
+    const s = this.config.settings;
+    if (!s.watch_config_files || !this.o.reloadConfig) return;
+    // Watch the directories: a Kubernetes ConfigMap or Secret update swaps a symlink, which a
+    // watch on the file itself would not see.
+    const files = [this.config.file, s.pool_passwd, s.enable_pool_hba ? s.pool_hba_file : ''].filter((f): f is string => !!f);
+    const dirs = new Set(files.map((f) => dirname(resolvePath(f))));
+    let timer: NodeJS.Timeout | undefined;
+    for (const dir of dirs) {
+      try {
+        const w = watch(dir, () => {
+          clearTimeout(timer);
+          timer = setTimeout(() => {
+            this.o.log.info({ dir }, 'configuration files changed: reloading');
+            void this.reloadNow();
+          }, 300);
+          timer.unref();
+        });
+        w.unref();
+        this.watchers.push(w);
+      } catch (e) {
+        this.o.log.warn({ dir, err: (e as Error).message }, 'cannot watch configuration directory');
+      }
+    }
   }
 
   /**
@@ -304,6 +346,7 @@ export class Proxy {
   static async start(config: Config, o: StartOptions): Promise<Proxy> {
     await loadParser();
     const p = new Proxy(config, o);
+    p.watchFiles();
     const s = config.settings;
     // Health checks start now; the first primary discovery is awaited (a few seconds at most).
     await p.monitor.start();
@@ -405,6 +448,7 @@ export class Proxy {
   async stop(): Promise<void> {
     this.draining = true;
     clearInterval(this.tickTimer);
+    for (const w of this.watchers.splice(0)) w.close();
     this.monitor.stop();
     await this.listeners.close();
     for (const s of [...this.sessions]) s.shutdown();

@@ -5,6 +5,7 @@
 import type { AdminSessionInfo } from '../client/context.ts';
 import { SqlState } from '../errors/sqlstate.ts';
 import { errorReply, resultSet } from './result-set.ts';
+import { commandComplete } from '../protocol/writer.ts';
 import { POOL_BACKEND_STATS_COLUMNS, POOL_HEALTH_CHECK_STATS_COLUMNS, POOL_NODES_COLUMNS, poolBackendStats, poolHealthCheckStats, poolNodes } from './show-nodes.ts';
 import { POOL_POOLS_COLUMNS, POOL_PROCESSES_COLUMNS, poolPools, poolProcesses } from './show-processes.ts';
 import { POOL_STATUS_COLUMNS, pgpoolShow, poolStatus } from './show-settings.ts';
@@ -15,6 +16,7 @@ import { poolVersion } from './version.ts';
 const SHOW = /^\s*show\s+(pool_[a-z_]+)\s*;?\s*$/i;
 const PGPOOL_SHOW = /^\s*pgpool\s+show\s+("?)([a-z_][a-z0-9_]*)\1\s*;?\s*$/i;
 const PGPOOL_SET = /^\s*pgpool\s+(set|reset)\b/i;
+const PGPOOL_RELOAD = /^\s*pgpool\s+reload\s*;?\s*$/i;
 
 export const POOL_VERSION_COLUMNS = ['pool_version'] as const;
 
@@ -36,6 +38,11 @@ export class Admin {
     if (show) return this.show(show[1]!.toLowerCase(), session);
     const pg = PGPOOL_SHOW.exec(sql);
     if (pg) return this.pgpoolShow(pg[2]!);
+    if (PGPOOL_RELOAD.test(sql)) {
+      if (!this.src.reload) return errorReply(SqlState.FEATURE_NOT_SUPPORTED, 'PGPOOL RELOAD is not available in this mode');
+      this.src.reload();
+      return commandComplete('RELOAD');
+    }
     if (PGPOOL_SET.test(sql))
       return errorReply(SqlState.FEATURE_NOT_SUPPORTED, 'PGPOOL SET and PGPOOL RESET are not supported by pgrouter yet');
     return undefined;

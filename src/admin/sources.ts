@@ -38,4 +38,6 @@ export interface AdminSources {
   connections(): readonly ConnectionInfo[];
   /** When this pgrouter started. */
   readonly startedAt: Date;
+  /** PGPOOL RELOAD: re-reads the configuration as SIGHUP does (absent: not available). */
+  readonly reload?: (() => void) | undefined;
 }

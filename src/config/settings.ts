@@ -603,6 +603,8 @@ export const SETTINGS = [
   // --- pgrouter's own ---
   { name: 'drain_timeout', type: 'integer', unit: 's', default: 30, min: 0, max: INT_MAX, pgrouter: true, context: 'reload', ...OK,
     doc: 'On SIGTERM, how long to wait for client sessions to finish before closing them' },
+  { name: 'watch_config_files', type: 'boolean', default: false, pgrouter: true, context: 'restart', ...OK,
+    doc: 'Reload by itself when the configuration file, pool_passwd or pool_hba.conf changes (a mounted ConfigMap or Secret)' },
   { name: 'metrics_port', type: 'integer', default: 9719, min: 1, max: 65535, pgrouter: true, context: 'restart', ...OK,
     doc: 'TCP port of the Prometheus metrics endpoint (pgpool2_exporter\'s port)' },
   { name: 'metrics_listen_addresses', type: 'string', default: '*', pgrouter: true, context: 'restart', ...OK,

@@ -76,3 +76,33 @@ test('SIGHUP applies weights and a new backend under load; bad files and restart
   for (let i = 0; i < 20; i++) ports.add(await readPort());
   assert.ok(ports.has(c.replica.port));
 });
+
+test('PGPOOL RELOAD and watch_config_files reload without a signal', async () => {
+  const c = await getCluster();
+  const q = await startProxy(c, { conf: { backend_weight0: 1, backend_weight1: 0, watch_config_files: 'on' } });
+  try {
+    const confFile = path.join(q.dir, 'pgpool.conf');
+    const su = c.users.superuser;
+    const waitLog = async (re: RegExp, from: number): Promise<void> => {
+      const deadline = Date.now() + 10_000;
+      while (!q.logs.slice(from).some((l) => re.test(l))) {
+        if (Date.now() > deadline) throw new Error(`no log line ${re}:\n${q.logs.slice(from).join('\n')}`);
+        await sleep(50);
+      }
+    };
+    // A changed file is picked up by itself.
+    let from = q.logs.length;
+    writeFileSync(confFile, readFileSync(confFile, 'utf8').replace("backend_weight1 = '0'", "backend_weight1 = '2'"));
+    await waitLog(/backend_weight1.*configuration reloaded/, from);
+    // PGPOOL RELOAD answers RELOAD and re-reads the file.
+    from = q.logs.length;
+    const cl = new pg.Client({ connectionString: q.url(su.name, su.password) });
+    await cl.connect();
+    const r = await cl.query('PGPOOL RELOAD');
+    assert.equal(r.command, 'RELOAD');
+    await cl.end();
+    await waitLog(/configuration reloaded/, from);
+  } finally {
+    await q.stop();
+  }
+});
