@@ -188,6 +188,10 @@ export async function main(argv: string[]): Promise<number> {
   const lm = String(config.settings.log_min_messages);
   const log = makeLogger(values.debug || lm.startsWith('debug') ? 'debug' : 'info');
   for (const w of config.warnings) log.warn(w);
+  // Which source set each parameter (file:line, env PGPOOL_PARAMS_X, override): names only, no values.
+  const sources: Record<string, string> = {};
+  for (const [name, origin] of config.source) if (origin !== 'default') sources[name] = origin;
+  log.info({ file: config.file ?? null, sources }, 'configuration loaded');
   if (config.backends.length === 0) {
     log.fatal('no backend is configured (set backend_hostname0)');
     return 1;
