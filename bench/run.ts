@@ -182,8 +182,27 @@ async function main(): Promise<number> {
         const rounds = new Map<TargetName, { results: PgbenchResult[]; loads: string[]; foreign: number[]; replica: number[]; client: number[] }>();
         for (let round = 1; round <= o.rounds; round++) {
           for (const name of o.targets) {
-            const t = byName.get(name);
+            let t = byName.get(name);
             if (!t) continue;
+            if (!t.alive()) {
+              // Something outside the benchmark may stop it (another session's cleanup): say so, start it again.
+              const last = t.tail().split('\n').filter((l) => l.trim() !== '').slice(-2).join(' / ');
+              const at = new Date().toISOString().slice(11, 19);
+              say(`${name} exited during the run (${last || 'no output'}); restarting it`);
+              running.splice(running.indexOf(t), 1);
+              byName.delete(name);
+              try {
+                t = await STARTERS[name](c);
+                byName.set(name, t);
+                running.push(t);
+                allTargets.splice(allTargets.findIndex((x) => x.name === name), 1, t);
+                notes.push(`${name} exited during the run at ${at} UTC (its last output: "${last}") and was restarted before ${w.id} round ${round}; the configuration below is the restarted one (new ports).`);
+              } catch (e) {
+                unavailable[name] = `exited during the run (${last}) and could not be restarted: ${firstLines(e)}`;
+                notes.push(`${name} exited during the run at ${at} UTC (its last output: "${last}") and could not be restarted.`);
+                continue;
+              }
+            }
             if (w.writes) await resetTpcb(c);
             let warmTps: number | undefined;
             if (o.warmup > 0) warmTps = (await runPgbench(c, w, t.port, o.warmup, 0)).tps;

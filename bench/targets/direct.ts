@@ -13,6 +13,7 @@ export async function startDirect(c: Cluster): Promise<Target> {
     files: [],
     pid: undefined,
     tail: () => '',
+    alive: () => true,
     stop: async () => undefined,
   };
 }

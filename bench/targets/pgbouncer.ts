@@ -58,6 +58,7 @@ export async function startPgbouncer(c: Cluster): Promise<Target> {
     files: files.map((f) => ({ name: f.name, text: redact(c, f.text.split(dir).join('<tmpdir>')) })),
     pid: d.proc.pid,
     tail: () => d.output.slice(-20).join('\n'),
+    alive: () => !d.exited(),
     stop: async () => {
       await d.stop();
       await rm(dir, { recursive: true, force: true });

@@ -81,6 +81,7 @@ export async function startPgpool(c: Cluster): Promise<Target> {
     })),
     pid: d.proc.pid,
     tail: () => d.output.slice(-20).join('\n'),
+    alive: () => !d.exited(),
     stop: async () => {
       await d.stop(15_000, 'SIGINT'); // SIGINT: Pgpool-II's fast shutdown (SIGTERM is smart)
       await rm(dir, { recursive: true, force: true });

@@ -66,6 +66,7 @@ export async function startPgrouter(c: Cluster, opts: { conf?: Record<string, Co
     ],
     pid: d.proc.pid,
     tail: () => d.output.slice(-20).join('\n'),
+    alive: () => !d.exited(),
     stop: async () => {
       await d.stop();
       await rm(dir, { recursive: true, force: true });

@@ -26,6 +26,8 @@ export interface Target {
   readonly pid: number | undefined;
   /** Last lines of its own output, for diagnosing a failed run. */
   tail(): string;
+  /** False once its process has exited (always true for direct). */
+  alive(): boolean;
   stop(): Promise<void>;
 }
 

@@ -27,6 +27,8 @@ export function moveToUserBuffer(
   chunkStillInUse: () => boolean,
 ): net.Socket | null {
   const inner = sock as unknown as SocketInternals;
+  // PGROUTER_STREAM_READS=1 keeps Node's ordinary 'data' path (for A/B measurements in bench/).
+  if (process.env['PGROUTER_STREAM_READS'] === '1') return null;
   if (sock instanceof tls.TLSSocket || !inner._handle || sock.readableLength > 0 || sock.destroyed) return null;
   sock.pause();
   const handle = inner._handle;
