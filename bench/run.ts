@@ -14,6 +14,7 @@ import { loadAverage, machineInfo, versions } from './lib/machine.ts';
 import { parseOptions, USAGE } from './lib/options.ts';
 import { pgbenchArgs, runPgbench, type PgbenchResult } from './lib/pgbench.ts';
 import { checkPrerequisites } from './lib/prereq.ts';
+import { killAllDaemonsSync } from './lib/proc.ts';
 import { renderReport, type Cell } from './lib/report.ts';
 import { WORKLOADS, type Workload } from './lib/workloads.ts';
 import { startDirect } from './targets/direct.ts';
@@ -131,17 +132,23 @@ async function main(): Promise<number> {
   if (!pre.postgres) return 1;
 
   const loadStart = loadAverage();
-  say('starting the rig (primary + replica, pgbench -i -s 10)...');
-  const c = await startCluster({ pgbenchScale: 10, maxConnections: MAX_CONNECTIONS });
-  const running: Target[] = [];
+  let c: Cluster | undefined;
+  let stopping = false;
+  // Handled on every delivery, not once: a signal often arrives twice (directly and relayed by
+  // the tsx parent), and a second default-handled one would kill us halfway through cleaning up.
   const onSignal = (): void => {
+    if (stopping) return;
+    stopping = true;
     say('interrupted: stopping everything');
-    for (const t of running) if (t.pid !== undefined) try { process.kill(-t.pid, 'SIGKILL'); } catch { /* gone */ }
-    stopClusterSync(c);
+    killAllDaemonsSync();
+    if (c) stopClusterSync(c);
     process.exit(130);
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  say('starting the rig (primary + replica, pgbench -i -s 10)...');
+  c = await startCluster({ pgbenchScale: 10, maxConnections: MAX_CONNECTIONS });
+  const running: Target[] = [];
   const unavailable: Partial<Record<TargetName, string>> = { ...pre.missing };
   const cells: Cell[] = [];
   const commands = new Map<string, string>();

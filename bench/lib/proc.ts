@@ -22,6 +22,22 @@ export interface Daemon {
 
 const KEEP_LINES = 200;
 
+/** Every daemon started and not yet exited, so an interrupted run can kill even one still starting. */
+export const liveDaemons = new Set<Daemon>();
+
+/** SIGKILLs the process group of every live daemon (synchronous, for signal handlers). */
+export function killAllDaemonsSync(): void {
+  for (const d of liveDaemons) {
+    const pid = d.proc.pid;
+    if (pid === undefined) continue;
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+
 /** A fresh temp dir, owned by the server user when we are root (so a non-root daemon can write it). */
 export async function daemonDir(prefix: string): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
@@ -60,18 +76,21 @@ export function startDaemon(name: string, file: string, args: string[], o: { cwd
     });
   }
   let gone = false;
+  let self: Daemon | undefined;
   const exit = new Promise<void>((resolve) => {
     proc.once('exit', () => {
       gone = true;
+      if (self) liveDaemons.delete(self);
       resolve();
     });
     proc.once('error', (e) => {
       output.push(`spawn error: ${e.message}`);
       gone = true;
+      if (self) liveDaemons.delete(self);
       resolve();
     });
   });
-  return {
+  self = {
     name,
     proc,
     output,
@@ -95,6 +114,8 @@ export function startDaemon(name: string, file: string, args: string[], o: { cwd
       clearTimeout(t);
     },
   };
+  if (!gone) liveDaemons.add(self);
+  return self;
 }
 
 /** True if 127.0.0.1:port accepts a TCP connection now. */
