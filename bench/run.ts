@@ -67,8 +67,9 @@ async function resetTpcb(c: Cluster): Promise<void> {
 }
 
 /**
- * Sections of the current RESULTS.md that other scripts own and keep at its end (bench/classify.ts
- * appends "## Statement classification"): carried over when --write rewrites the file.
+ * Sections of the current RESULTS.md that this harness did not generate and that sit after its
+ * last one ("## Raw runs"): hand-written notes on later runs, bench/classify.ts's "## Statement
+ * classification". They are carried over when --write rewrites the file.
  */
 async function keptSections(): Promise<string> {
   let text = '';
@@ -77,7 +78,8 @@ async function keptSections(): Promise<string> {
   } catch {
     return '';
   }
-  const at = text.indexOf('\n## Statement classification');
+  const raw = text.indexOf('\n## Raw runs');
+  const at = raw >= 0 ? text.indexOf('\n## ', raw + 1) : text.indexOf('\n## Statement classification');
   return at >= 0 ? text.slice(at) : '';
 }
 
