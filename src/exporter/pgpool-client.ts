@@ -2,8 +2,8 @@
 // pgrouter's own backend code (startup, TLS, trust/password/md5/SCRAM), then simple Queries whose
 // replies are decoded into named columns and text rows.
 
-import { ServerConnection, type ReplySink } from '../backend/connection.ts';
-import * as w from '../protocol/writer.ts';
+import { ServerConnection } from '../backend/connection.ts';
+import { sendSimpleQuery } from '../backend/simple-query.ts';
 import { ShowCollector, type ShowResult } from '../metrics/show-result.ts';
 import type { DataSource } from './dsn.ts';
 
@@ -35,46 +35,12 @@ export class PgpoolConnection {
    * reply took longer than `timeoutMs` (the connection is then closed).
    */
   query(sql: string, timeoutMs: number): Promise<ShowResult> {
-    const conn = this.conn;
     if (!this.usable) return Promise.reject(new Error('connection to Pgpool-II is closed'));
-    return new Promise<ShowResult>((resolve, reject) => {
-      const collector = new ShowCollector();
-      let finished = false;
-      const finish = (err?: Error): void => {
-        if (finished) return;
-        finished = true;
-        clearTimeout(timer);
-        conn.sink = null;
-        if (err) return reject(err);
-        try {
-          resolve(collector.result());
-        } catch (e) {
-          reject(e as Error);
-        }
-      };
-      const timer = setTimeout(() => {
-        finish(new Error(`"${sql}" timed out after ${timeoutMs} ms`));
-        conn.close();
-      }, timeoutMs);
-      const sink: ReplySink = {
-        onReply(_c, chunk) {
-          try {
-            collector.feed(chunk);
-          } catch (e) {
-            finish(e as Error);
-            conn.close();
-          }
-        },
-        onReady(c) {
-          if (c.owed === 0) finish();
-        },
-        onServerClose(_c, err) {
-          finish(err ?? new Error('Pgpool-II closed the connection'));
-        },
-      };
-      conn.sink = sink;
-      conn.request(w.query(sql), 1, true);
-    });
+    const collector = new ShowCollector();
+    return sendSimpleQuery(this.conn, sql, timeoutMs, (chunk) => collector.feed(chunk), {
+      timeout: `"${sql}" timed out after ${timeoutMs} ms`,
+      closed: 'Pgpool-II closed the connection',
+    }).then(() => collector.result());
   }
 
   close(): void {

@@ -4,13 +4,13 @@
 
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
-import { ServerConnection, type ReplySink } from '../backend/connection.ts';
+import { ServerConnection } from '../backend/connection.ts';
+import { sendSimpleQuery } from '../backend/simple-query.ts';
 import type { BackendNode } from '../backend/node.ts';
 import type { PoolSecret } from '../auth/pool-passwd.ts';
 import { Backend } from '../protocol/codes.ts';
 import { decodeErrorFields, type ErrorFields } from '../protocol/error-response.ts';
 import { Framer } from '../protocol/framer.ts';
-import * as w from '../protocol/writer.ts';
 
 /** One result row: text values, null for SQL NULL. */
 export type Row = readonly (string | null)[];
@@ -131,46 +131,20 @@ export class CheckConnection {
    * Rejects with CheckQueryError if the backend raised an error, or on timeout / lost connection.
    */
   query(sql: string, timeoutMs: number): Promise<Row[]> {
-    const conn = this.conn;
-    return new Promise<Row[]>((resolve, reject) => {
-      const framer = new Framer(() => 0x3fffffff);
-      const rows: Row[] = [];
-      let error: ErrorFields | undefined;
-      let finished = false;
-      const timer = setTimeout(() => {
-        finish(new Error(`query timed out after ${timeoutMs} ms`));
-        conn.close();
-      }, timeoutMs);
-      const finish = (err?: Error): void => {
-        if (finished) return;
-        finished = true;
-        clearTimeout(timer);
-        conn.sink = null;
-        if (err) reject(err);
-        else if (error) reject(new CheckQueryError(error));
-        else resolve(rows);
-      };
-      const sink: ReplySink = {
-        onReply(_c, chunk) {
-          try {
-            framer.feed(chunk, (type, buf, start, end) => {
-              if (type === Backend.DataRow) rows.push(decodeDataRow(buf, start, end));
-              else if (type === Backend.ErrorResponse) error ??= decodeErrorFields(buf, start, end);
-            });
-          } catch (e) {
-            finish(e as Error);
-            conn.close();
-          }
-        },
-        onReady(c) {
-          if (c.owed === 0) finish();
-        },
-        onServerClose(_c, err) {
-          finish(err ?? new Error('server closed the connection'));
-        },
-      };
-      conn.sink = sink;
-      conn.request(w.query(sql), 1, true);
+    const framer = new Framer(() => 0x3fffffff);
+    const rows: Row[] = [];
+    let error: ErrorFields | undefined;
+    const onChunk = (chunk: Buffer): void =>
+      framer.feed(chunk, (type, buf, start, end) => {
+        if (type === Backend.DataRow) rows.push(decodeDataRow(buf, start, end));
+        else if (type === Backend.ErrorResponse) error ??= decodeErrorFields(buf, start, end);
+      });
+    return sendSimpleQuery(this.conn, sql, timeoutMs, onChunk, {
+      timeout: `query timed out after ${timeoutMs} ms`,
+      closed: 'server closed the connection',
+    }).then(() => {
+      if (error) throw new CheckQueryError(error);
+      return rows;
     });
   }
 
