@@ -71,21 +71,8 @@ function noticeLike(type: number, f: NoticeFields): Buffer {
   const fields = ['S' + f.severity, 'V' + f.severity, 'C' + f.code, 'M' + f.message];
   if (f.detail !== undefined) fields.push('D' + f.detail);
   if (f.hint !== undefined) fields.push('H' + f.hint);
-  return finishFields(type, fields);
-}
-
-/** Fields as NUL-terminated strings, then the NUL that ends the list. */
-function finishFields(type: number, fields: string[]): Buffer {
-  let len = 1;
-  for (const p of fields) len += Buffer.byteLength(p) + 1;
-  const b = header(type, len);
-  let at = 5;
-  for (const p of fields) {
-    at += b.write(p, at);
-    b[at++] = 0;
-  }
-  b[at] = 0;
-  return b;
+  // The empty last string adds the NUL that ends the field list.
+  return cstrings(type, ...fields, '');
 }
 
 export const errorResponse = (f: NoticeFields): Buffer => noticeLike(0x45, f);
