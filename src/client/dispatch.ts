@@ -55,6 +55,9 @@ type Frame = readonly [buf: Buffer, start: number, end: number];
 /** `SET pgrouter.trace_routing = on|off` (a custom setting PostgreSQL accepts as it is). */
 const TRACE_SETTING = /^\s*set\s+(?:session\s+)?pgrouter\.trace_routing\s*(?:=|to)\s*(\S+?)\s*;?\s*$/i;
 
+/** SET TRANSACTION READ ONLY and its session form do not make a transaction a writing one. */
+const READ_ONLY_SET = /^\s*set\s+(session\s+characteristics\s+as\s+)?transaction\s+read\s+only/i;
+
 /** Text that may be one of pgrouter's own commands (checked before the full match). */
 const ADMIN_COMMAND = /^\s*(show\s+pool_|pgpool\s)/i;
 
@@ -335,8 +338,8 @@ export class Dispatcher {
       if (mode === 'transaction' || mode === 'dml_adaptive') this.writing = false;
     } else if (mode !== 'off') {
       const writes = c.target !== 'either' || (c.functions.length > 0 && primaryReason(c, sql, { ...this.state(), writing: false, pinned: false }, this.host.routeSettings())?.startsWith('write function') === true);
-      const readOnlySet = /^\s*set\s+(session\s+characteristics\s+as\s+)?transaction\s+read\s+only/i.test(sql);
-      if (writes && !readOnlySet && (this.inTransaction() || mode === 'always')) this.writing = true;
+      // Checked only for statements that would count as writes: reads skip the regex.
+      if (writes && !READ_ONLY_SET.test(sql) && (this.inTransaction() || mode === 'always')) this.writing = true;
     }
     if (c.target === 'all' && c.tx === 'none') {
       const t = TRACE_SETTING.exec(sql);
