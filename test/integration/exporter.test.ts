@@ -67,6 +67,7 @@ log_min_messages = warning
 function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = new pg.Client({ host: '127.0.0.1', port, user: c.users.superuser.name, password: c.users.superuser.password, database: c.database });
+    s.on('error', () => undefined); // errors also reject the pending call; an idle client must not throw
     s.connect().then(
       () => s.end().then(() => resolve(true)),
       () => resolve(false),

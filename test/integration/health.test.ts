@@ -50,6 +50,7 @@ async function proxy(cl: Cluster, conf: Record<string, string | number> = {}): P
 
 async function connect(p: ProxyHandle, cl: Cluster): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: p.url(cl.users.superuser.name, cl.users.superuser.password) });
+  client.on('error', () => undefined); // errors also reject the pending call; an idle client must not throw
   await client.connect();
   return client;
 }
