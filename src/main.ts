@@ -418,8 +418,9 @@ export class Proxy {
 
   private tick(): void {
     const now = Date.now();
+    // Every session: one may have its own client_idle_limit (PGPOOL SET).
     const idle = this.settings.clientIdleLimit;
-    if (idle > 0) for (const s of this.sessions) s.tick(now, idle);
+    for (const s of this.sessions) s.tick(now, idle);
     this.pool.tick(now);
   }
 

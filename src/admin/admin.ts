@@ -1,5 +1,5 @@
-// pgrouter's own SQL commands, answered without a backend: Pgpool-II's SHOW pool_* family and
-// PGPOOL SHOW. Names are case-insensitive and a trailing `;` is allowed; an unknown SHOW pool_xxx
+// pgrouter's own SQL commands, answered without a backend: Pgpool-II's SHOW pool_* family,
+// PGPOOL SHOW / SET / RESET / RELOAD, and PGPOOL DETACH|ATTACH NODE. Names are case-insensitive and a trailing `;` is allowed; an unknown SHOW pool_xxx
 // is left to the backend (which says 42704), as Pgpool-II does.
 
 import type { AdminSessionInfo } from '../client/context.ts';
@@ -12,10 +12,12 @@ import { POOL_STATUS_COLUMNS, pgpoolShow, poolStatus } from './show-settings.ts'
 import { SlotTable } from './slots.ts';
 import type { AdminSession, AdminSources } from './sources.ts';
 import { poolVersion } from './version.ts';
+import { PGPOOL_SET_OR_RESET, pgpoolSetOrReset } from './pgpool-set.ts';
+import { NODE_COMMAND, nodeCommand } from './node-admin.ts';
+import type { Config } from '../config/load.ts';
 
 const SHOW = /^\s*show\s+(pool_[a-z_]+)\s*;?\s*$/i;
 const PGPOOL_SHOW = /^\s*pgpool\s+show\s+("?)([a-z_][a-z0-9_]*)\1\s*;?\s*$/i;
-const PGPOOL_SET = /^\s*pgpool\s+(set|reset)\b/i;
 const PGPOOL_RELOAD = /^\s*pgpool\s+reload\s*;?\s*$/i;
 
 export const POOL_VERSION_COLUMNS = ['pool_version'] as const;
@@ -37,14 +39,15 @@ export class Admin {
     const show = SHOW.exec(sql);
     if (show) return this.show(show[1]!.toLowerCase(), session);
     const pg = PGPOOL_SHOW.exec(sql);
-    if (pg) return this.pgpoolShow(pg[2]!);
+    if (pg) return this.pgpoolShow(pg[2]!, session);
     if (PGPOOL_RELOAD.test(sql)) {
       if (!this.src.reload) return errorReply(SqlState.FEATURE_NOT_SUPPORTED, 'PGPOOL RELOAD is not available in this mode');
       this.src.reload();
       return commandComplete('RELOAD');
     }
-    if (PGPOOL_SET.test(sql))
-      return errorReply(SqlState.FEATURE_NOT_SUPPORTED, 'PGPOOL SET and PGPOOL RESET are not supported by pgrouter yet');
+    if (PGPOOL_SET_OR_RESET.test(sql)) return pgpoolSetOrReset(sql, session.settings);
+    const node = NODE_COMMAND.exec(sql);
+    if (node) return nodeCommand(this.src, node[1]!.toLowerCase() as 'detach' | 'attach', node[2]!, session.user);
     return undefined;
   }
 
@@ -67,7 +70,7 @@ export class Admin {
       case 'pool_pools':
         return resultSet(POOL_POOLS_COLUMNS, poolPools(src, this.slots.sync(src.sessions())));
       case 'pool_status':
-        return resultSet(POOL_STATUS_COLUMNS, poolStatus(src.config(), src.cluster()));
+        return resultSet(POOL_STATUS_COLUMNS, poolStatus(this.configOf(session), src.cluster()));
       case 'pool_version':
         return resultSet(POOL_VERSION_COLUMNS, [[poolVersion()]]);
       case 'pool_cache':
@@ -78,8 +81,15 @@ export class Admin {
     }
   }
 
-  private pgpoolShow(name: string): Buffer {
-    const r = pgpoolShow(name, this.src.config());
+  /** The configuration as this session sees it: with its PGPOOL SET values. */
+  private configOf(session: AdminSessionInfo): Config {
+    const c = this.src.config();
+    const o = session.settings;
+    return o === undefined || o.size === 0 ? c : { ...c, settings: o.apply(c.settings) };
+  }
+
+  private pgpoolShow(name: string, session: AdminSessionInfo): Buffer {
+    const r = pgpoolShow(name, this.configOf(session));
     if (r.kind === 'unknown') return errorReply(SqlState.INTERNAL_ERROR, `config variable "${name}" not found`);
     if (r.kind === 'value') return resultSet([r.column], [[r.value]]);
     return resultSet(POOL_STATUS_COLUMNS, r.rows);

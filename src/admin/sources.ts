@@ -18,6 +18,8 @@ export interface AdminSession {
   readonly startedAt: number;
   /** Epoch ms of the last request finished or bytes received. */
   readonly lastActivity: number;
+  /** PGPOOL DETACH NODE ran on `nodeId`: a session whose primary connection is there ends. */
+  nodeDetached?(nodeId: number): void;
 }
 
 /** The health monitor's answers (see ClusterMonitor). */
@@ -25,6 +27,10 @@ export interface HealthView {
   healthStats(nodeId: number): HealthStats | undefined;
   pgStatus(nodeId: number): 'up' | 'down' | 'unknown';
   pgRole(nodeId: number): 'primary' | 'standby' | 'unknown';
+  /** PGPOOL DETACH NODE: down until attached, whatever checks find. */
+  detach?(nodeId: number): void;
+  /** PGPOOL ATTACH NODE: checks may bring the node back (up at once if its last check passed). */
+  attach?(nodeId: number): void;
 }
 
 export interface AdminSources {

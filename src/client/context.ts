@@ -11,6 +11,7 @@ import type { Admission } from './admission.ts';
 import type { CancelRegistry } from './cancel-registry.ts';
 import type { HbaFile } from './hba.ts';
 import type { RouteSettings } from '../router/route.ts';
+import type { SessionOverrides } from '../config/session-overrides.ts';
 
 /** What an admin command may know of the session that sent it. */
 export interface AdminSessionInfo {
@@ -18,6 +19,8 @@ export interface AdminSessionInfo {
   readonly database: string;
   /** This session's load-balance node (SHOW pool_nodes' load_balance_node). */
   readonly loadBalanceNode: number;
+  /** The session's PGPOOL SET values (PGPOOL SET/RESET change them; PGPOOL SHOW shows them). */
+  readonly settings?: SessionOverrides | undefined;
 }
 
 /** The settings a session reads, in the units it uses. */

@@ -39,6 +39,11 @@ export interface DispatchHost {
   backendFailed(nodeId: number, why: string): void;
   /** A frame type no client may send. */
   protocolViolation(message: string): void;
+  /**
+   * Present when the session has no primary (see Session): the ErrorResponse refusing `what`, a
+   * statement only a primary may run, or undefined when the session was ended instead.
+   */
+  readonly refuseWrite?: ((what: string) => Buffer | undefined) | undefined;
 }
 
 interface PreparedStatement {
@@ -221,6 +226,7 @@ export class Dispatcher {
       }
     }
     const c = classify(sql);
+    if (this.host.refuseWrite && this.primaryOnly(c, sql)) return this.refuse(c.reason, [[buf, start, end]], 1);
     const d = this.decide(c, sql);
     if (!this.ready(d.node)) return this.block(buf, start, end);
     const conn = this.conns.get(d.node)!;
@@ -403,6 +409,11 @@ export class Dispatcher {
         if (!s || s.c.target !== 'either' || primaryReason(s.c, s.sql, this.state(), this.host.routeSettings()) !== null)
           needPrimary = true;
       }
+    }
+    // Without a primary, a batch with a write is refused (one continuing after a Flush goes on).
+    if (this.skipToSync || (this.host.refuseWrite && this.openNode === null)) {
+      const write = parsed.find((p) => this.primaryOnly(p.c, p.sql));
+      if (this.skipToSync || write) return this.refuse(write?.c.reason ?? '', frames, units);
     }
     if (this.openNode !== null) node = this.openNode;
     else if (needPrimary || (parsed.length === 0 && referenced.length === 0)) node = parsed.length === 0 && referenced.length === 0 ? this.activeNode : this.primaryId;
@@ -607,5 +618,48 @@ export class Dispatcher {
     if (this.openNode === id) this.openNode = null;
     this.host.pool.release(conn);
     this.unblock();
+  }
+
+  // ---- sessions without a primary ----
+
+  /** After a refused batch ended by Flush: the rest of it, up to Sync, is dropped (as PostgreSQL does after an error). */
+  private skipToSync = false;
+
+  /**
+   * Without a primary: is this a statement only a primary may run? Writes and DDL (everything
+   * Pgpool-II sends only to the primary), EXECUTE of such a PREPARE, and whatever could switch the
+   * session's read-only default off. A SELECT calling a volatile function still runs, read-only.
+   */
+  private primaryOnly(c: Classification, sql: string): boolean {
+    if (c.execute !== undefined) {
+      const p = this.sqlPrepared.get(c.execute);
+      return p === undefined || this.primaryOnly(classify(p.sql), p.sql);
+    }
+    if (c.target === 'primary') return true;
+    if (c.target === 'all') return (c.pinsTransaction && /\bread\s+write\b/i.test(sql)) || /\bdefault_transaction_read_only\b/i.test(sql);
+    return c.functions.some((f) => f === 'set_config' || f === 'pg_catalog.set_config');
+  }
+
+  /** Answers a refused request (a Query, or a batch ending with Sync or Flush) in its turn. */
+  private refuse(what: string, frames: readonly Frame[], units: number): void {
+    this.batch = [];
+    if (!this.mayForwardTo(-1)) {
+      for (const [buf, start, end] of frames) this.pending.push(Buffer.from(buf.subarray(start, end)));
+      if (!this.blocked) {
+        this.blocked = true;
+        this.host.pauseClient();
+      }
+      return;
+    }
+    const rfq = units > 0 ? w.readyForQuery(this.primary?.txStatus ?? TxStatus.Idle) : Buffer.alloc(0);
+    if (this.skipToSync) {
+      this.skipToSync = units === 0;
+      this.host.writeClient(rfq);
+      return;
+    }
+    const err = this.host.refuseWrite?.(what);
+    if (err === undefined) return;
+    this.skipToSync = units === 0;
+    this.host.writeClient(Buffer.concat([err, rfq]));
   }
 }

@@ -15,12 +15,22 @@ import { SqlState } from '../errors/sqlstate.ts';
 import type { Release } from './admission.ts';
 import { authenticateClient, type ClientAuthMethod, type ClientChannel } from './authenticate.ts';
 import type { ScramPassThrough } from '../auth/scram.ts';
-import type { ProxyContext } from './context.ts';
+import type { AdminSessionInfo, ProxyContext } from './context.ts';
 import { Dispatcher } from './dispatch.ts';
 import { moveToUserBuffer } from '../util/user-buffer-socket.ts';
 import type { Logger } from 'pino';
+import { isUsable, type ClusterNode, type ClusterView } from '../pool/cluster.ts';
+import { weightedChoice, type RouteSettings } from '../router/route.ts';
+import { SessionOverrides } from '../config/session-overrides.ts';
 
 let nextSessionId = 1;
+
+/** Session-settable parameters that routing reads, and their RouteSettings field. */
+const ROUTE_FIELDS = [
+  ['allow_sql_comments', 'allowSqlComments'],
+  ['notice_per_node_statement', 'traceAll'],
+  ['check_unlogged_table', 'checkUnloggedTable'],
+] as const;
 
 const frontendLimit = (type: number): number => (LARGE_FRONTEND_TYPES.has(type) ? MessageLimit.large : MessageLimit.small);
 
@@ -47,6 +57,13 @@ export class Session implements ReplySink, ClientChannel {
   private releaseSlot: Release | null = null;
   private readonly abort = new AbortController();
   private authTimer: NodeJS.Timeout | null = null;
+  /** This session's PGPOOL SET values. */
+  readonly overrides = new SessionOverrides();
+  /**
+   * Set when the session started while no primary was usable: it runs on another node (with
+   * default_transaction_read_only on) and statements only a primary may run are refused.
+   */
+  private withoutPrimary = false;
   /** When the session last finished a request or received bytes (client_idle_limit). */
   lastActivity = Date.now();
   readonly startedAt = Date.now();
@@ -219,16 +236,30 @@ export class Session implements ReplySink, ClientChannel {
     if (!this.sock.destroyed) this.sock.write(buf);
   }
 
+  /**
+   * The node a session starts on when no primary is usable (none known, two claim it, or it is
+   * down or detached): an up node chosen by weight, so SHOW, PGPOOL commands and reads still work.
+   */
+  private nodeWithoutPrimary(view: ClusterView): ClusterNode | undefined {
+    const up = view.nodes.filter((n) => isUsable(n));
+    return weightedChoice(up) ?? up[0];
+  }
+
   private async authenticateAndLease(params: Map<string, string>): Promise<void> {
     const ctx = this.ctx;
     const settings = ctx.settings();
-    const primary = ctx.cluster().primary;
-    if (!primary || primary.status === 'down')
-      throw new ProxyError(
-        SqlState.CONNECTION_FAILURE,
-        primary ? `the primary, ${describeNode(primary)}, is down` : 'no primary node is known',
-        'FATAL',
-      );
+    const view = ctx.cluster();
+    const known = view.primary;
+    let primary = known && isUsable(known) ? known : undefined;
+    if (!primary) {
+      primary = this.nodeWithoutPrimary(view);
+      const why = known ? `the primary, ${describeNode(known)}, is down` : 'no primary node is known';
+      if (!primary) throw new ProxyError(SqlState.CONNECTION_FAILURE, `${why} and no other node is up`, 'FATAL');
+      // Defence in depth: even a write pgrouter failed to spot cannot run on that node.
+      params = new Map(params).set('default_transaction_read_only', 'on');
+      this.withoutPrimary = true;
+      this.log.info({ node: primary.id, reason: why }, `${why}: session runs read-only on node ${primary.id}`);
+    }
     const secret = ctx.passwd()?.get(this.user);
     const verifyLater = settings.allowClearTextFrontendAuth && (secret === undefined || secret.kind === 'unusable');
     const hba = ctx.hba();
@@ -358,9 +389,10 @@ export class Session implements ReplySink, ClientChannel {
         return self.credentials;
       },
       cluster: () => this.ctx.cluster(),
-      routeSettings: () => this.ctx.routeSettings(),
+      routeSettings: () => this.routeSettings(),
       stats: this.ctx.stats,
-      admin: this.ctx.admin,
+      admin: this.ctx.admin && ((sql: string, info: AdminSessionInfo) => this.ctx.admin!(sql, { ...info, settings: this.overrides })),
+      refuseWrite: this.withoutPrimary ? (what: string) => this.refuseWrite(what) : undefined,
       writeClient: (b: Buffer) => !this.sock.destroyed && this.sock.write(b),
       pauseClient: () => this.sock.pause(),
       resumeClient: () => {
@@ -370,6 +402,67 @@ export class Session implements ReplySink, ClientChannel {
       backendFailed: (id: number, why: string) => this.ctx.backendFailed(id, why),
       protocolViolation: (m: string) => this.fail(new ProxyError(SqlState.PROTOCOL_VIOLATION, m, 'FATAL')),
     };
+  }
+
+  private routeCache: { base: RouteSettings; version: number; merged: RouteSettings } | null = null;
+
+  /** The route settings with this session's PGPOOL SET values laid over them. */
+  private routeSettings(): RouteSettings {
+    const base = this.ctx.routeSettings();
+    const o = this.overrides;
+    if (o.size === 0) return base;
+    const c = this.routeCache;
+    if (c && c.base === base && c.version === o.version) return c.merged;
+    const merged = { ...base } as Record<string, unknown>;
+    for (const [name, field] of ROUTE_FIELDS) {
+      const v = o.get(name);
+      if (v !== undefined && field in merged) merged[field] = v;
+    }
+    this.routeCache = { base, version: o.version, merged: merged as unknown as RouteSettings };
+    return this.routeCache.merged;
+  }
+
+  /**
+   * A session without a primary was asked to run `what`, which only a primary may run: an ERROR
+   * 25006 (what a standby answers), or, once a primary is usable again, the end of the session so
+   * that the client reconnects to one that can write (undefined then).
+   */
+  private refuseWrite(what: string): Buffer | undefined {
+    const p = this.ctx.cluster().primary;
+    if (p && isUsable(p)) {
+      this.fail(
+        new ProxyError(
+          SqlState.ADMIN_SHUTDOWN,
+          `terminating connection: it started while no primary was known, and node ${p.id} is the primary now`,
+          'FATAL',
+          undefined,
+          'Reconnect: new sessions write to the primary.',
+        ),
+      );
+      return undefined;
+    }
+    return w.errorResponse({
+      severity: 'ERROR',
+      code: SqlState.READ_ONLY_SQL_TRANSACTION,
+      message: `cannot execute ${what}: no primary node is known, so pgrouter accepts no writes`,
+      detail: p ? `The primary, ${describeNode(p)}, is down.` : 'No node is the primary, or more than one claims to be.',
+      hint: 'Reads, SHOW and PGPOOL commands work; writes need a new session once a primary is found.',
+    });
+  }
+
+  /** PGPOOL DETACH NODE: a session whose primary (or base) connection is on that node ends. */
+  nodeDetached(nodeId: number): void {
+    if (this.phase !== 'ready' || this.dispatcher?.primary?.node.id !== nodeId) return;
+    // After the reply to the DETACH itself, if this session sent it.
+    setImmediate(() =>
+      this.fail(
+        new ProxyError(
+          SqlState.ADMIN_SHUTDOWN,
+          `terminating connection because node ${nodeId}, which this session writes to, was detached by an administrator`,
+          'FATAL',
+        ),
+      ),
+    );
   }
 
   // ---- replies ----
@@ -427,7 +520,8 @@ export class Session implements ReplySink, ClientChannel {
   }
 
   /** The maintenance tick: enforces client_idle_limit. */
-  tick(now: number, idleLimit: number): void {
+  tick(now: number, configuredIdleLimit: number): void {
+    const idleLimit = this.overrides.get('client_idle_limit') ?? configuredIdleLimit;
     if (this.phase !== 'ready' || idleLimit <= 0) return;
     if (this.dispatcher && !this.dispatcher.idle) return;
     if (now - this.lastActivity >= idleLimit * 1000)

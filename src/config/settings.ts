@@ -609,6 +609,8 @@ export const SETTINGS = [
     doc: 'TCP port of the Prometheus metrics endpoint (pgpool2_exporter\'s port)' },
   { name: 'metrics_listen_addresses', type: 'string', default: '*', pgrouter: true, context: 'restart', ...OK,
     doc: 'Address the metrics endpoint listens on; * means all' },
+  { name: 'pgrouter_admin_users', type: 'list', separator: ',', default: [], pgrouter: true, context: 'reload', ...OK,
+    doc: 'Users allowed to run PGPOOL DETACH NODE and PGPOOL ATTACH NODE (comma-separated); empty allows nobody' },
 ] as const satisfies readonly SettingDef[];
 
 /** Old names accepted for current parameters; each use produces a warning. */

@@ -1,7 +1,8 @@
 // The health check of one node: every health_check_period seconds, resolve its host name and open
 // (then close) a connection as health_check_user, retrying health_check_max_retries times. A final
 // failure marks the node down in the cluster view at once (unless DISALLOW_TO_FAILOVER); a later
-// success marks it up again by itself, which Pgpool-II leaves to pcp_attach_node.
+// success marks it up again by itself, which Pgpool-II leaves to pcp_attach_node. A node an
+// operator detached keeps being checked (for the stats) but stays down until it is attached.
 
 import type { Logger } from 'pino';
 import type { PoolSecret } from '../auth/pool-passwd.ts';
@@ -132,6 +133,8 @@ export class HealthChecker {
     const { nodeId, store, log } = this.o;
     const node = store.view.node(nodeId);
     if (!node) return;
+    // Detached by an operator: down whatever the check says, until PGPOOL ATTACH NODE.
+    if (store.isDetached(nodeId)) return;
     if (error === undefined) {
       if (this.failingKeptUp) log.info({ node: nodeId }, `health check passes again on node ${nodeId}`);
       this.failingKeptUp = false;
@@ -156,6 +159,12 @@ export class HealthChecker {
       log.warn({ node: nodeId, err: error.message }, `health check failed on node ${nodeId}: node is down`);
       this.o.onStatusChange(nodeId);
     }
+  }
+
+  /** Runs a check now (PGPOOL ATTACH NODE) unless one is running; the periodic cadence goes on. */
+  checkNow(): Promise<void> {
+    if (!this.running) this.running = this.check().finally(() => (this.running = null));
+    return this.running;
   }
 
   /** Resolves when a check in progress (if any) has finished. */

@@ -28,10 +28,14 @@ export class ClusterMonitor {
   private readonly health = new Map<number, HealthChecker>();
   private readonly replication: ReplicationChecker;
   private readonly srPeriod: number;
+  private readonly store: ClusterStore;
+  private readonly log: Logger;
 
   constructor(o: MonitorOptions) {
     const s = o.config.settings;
     const log = o.log.child({ conn: 'health' });
+    this.store = o.store;
+    this.log = log;
     this.srPeriod = s.sr_check_period;
     const connectTimeoutMs = s.connect_timeout > 0 ? s.connect_timeout : 10_000;
     this.replication = new ReplicationChecker({
@@ -81,6 +85,37 @@ export class ClusterMonitor {
   stop(): void {
     for (const h of this.health.values()) h.stop();
     this.replication.stop();
+  }
+
+  /**
+   * PGPOOL DETACH NODE: the node goes down at once and stays down while its checks pass; a new
+   * primary discovery runs (a detached node's claim to be the primary does not count).
+   */
+  detach(nodeId: number): void {
+    const node = this.store.view.node(nodeId);
+    if (!node) return;
+    this.store.detach(nodeId);
+    this.log.warn({ node: nodeId, status: node.status }, `node ${nodeId} detached by an administrator: no new statements go to it until it is attached`);
+    this.replication.kick();
+  }
+
+  /**
+   * PGPOOL ATTACH NODE: the node may come back. It is up at once if its last health check passed
+   * (or it is not health checked, as nothing else would bring it back); a check runs now either way.
+   */
+  attach(nodeId: number): void {
+    const store = this.store;
+    if (!store.view.node(nodeId)) return;
+    const wasDetached = store.isDetached(nodeId);
+    store.attach(nodeId);
+    const h = this.health.get(nodeId);
+    const status = this.pgStatus(nodeId);
+    if (store.view.node(nodeId)?.status === 'down' && status !== 'down') {
+      store.set(store.view.withNode(nodeId, { status: 'up' }));
+      this.log.warn({ node: nodeId, wasDetached }, `node ${nodeId} attached by an administrator: node is up`);
+    } else this.log.warn({ node: nodeId, wasDetached }, `node ${nodeId} attached by an administrator: it comes up when its health check passes`);
+    this.replication.kick();
+    if (h?.enabled) void h.checkNow();
   }
 
   /** The node's health check counters; undefined for an unknown node. */

@@ -1,7 +1,7 @@
 // The streaming-replication check and primary discovery: every sr_check_period seconds (and at
 // start, and whenever a health check changes a node's status) ask each node that is not down
-// pg_is_in_recovery() as sr_check_user, settle which node is the primary, then measure each
-// standby's lag: bytes from pg_wal_lsn_diff(primary's pg_current_wal_lsn(), standby's
+// (or that an operator detached) pg_is_in_recovery() as sr_check_user, settle which node is the
+// primary, then measure each standby's lag: bytes from pg_wal_lsn_diff(primary's pg_current_wal_lsn(), standby's
 // pg_last_wal_replay_lsn()), time, state and sync_state from the primary's pg_stat_replication.
 
 import type { Logger } from 'pino';
@@ -123,7 +123,8 @@ export class ReplicationChecker {
 
   /** Connects to a node that is not down and asks pg_is_in_recovery(). */
   private async probe(node: ClusterNode): Promise<{ node: ClusterNode; role: ProbedRole; conn: CheckConnection | null }> {
-    if (node.status === 'down') return { node, role: 'unknown', conn: null };
+    // A node an operator detached is still asked, so pg_role tells what it really is.
+    if (node.status === 'down' && !this.o.store.isDetached(node.id)) return { node, role: 'unknown', conn: null };
     const { settings } = this.o;
     let conn: CheckConnection | null = null;
     try {
@@ -163,7 +164,8 @@ export class ReplicationChecker {
     const current = view.primaryId;
     let next = current;
     const flagged = view.nodes.find((n) => n.alwaysPrimary);
-    const claims = probes.filter((p) => p.role === 'primary').map((p) => p.node.id);
+    // A detached node gets no writes: its claim does not count (it stays primary only if it was).
+    const claims = probes.filter((p) => p.role === 'primary' && !store.isDetached(p.node.id)).map((p) => p.node.id);
     if (flagged) next = flagged.id;
     else if (claims.length === 1) next = claims[0]!;
     else if (claims.length > 1) {

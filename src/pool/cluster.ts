@@ -72,9 +72,14 @@ export class ClusterView {
   }
 }
 
-/** Holds the current cluster view; health checks swap it, sessions read it. */
+/**
+ * Holds the current cluster view; health checks swap it, sessions read it. Also holds the nodes an
+ * operator detached (PGPOOL DETACH NODE): such a node stays 'down' in every view set here, whatever
+ * a check finds, until it is attached again.
+ */
 export class ClusterStore {
   private listeners: Array<(v: ClusterView, old: ClusterView) => void> = [];
+  private readonly detachedIds = new Set<number>();
   constructor(private current: ClusterView) {}
 
   get view(): ClusterView {
@@ -83,11 +88,36 @@ export class ClusterStore {
 
   set(v: ClusterView): void {
     const old = this.current;
-    this.current = v;
-    for (const l of this.listeners) l(v, old);
+    this.current = this.keepDetachedDown(v);
+    for (const l of this.listeners) l(this.current, old);
   }
 
   onChange(l: (v: ClusterView, old: ClusterView) => void): void {
     this.listeners.push(l);
+  }
+
+  /** True while `id` is detached by an operator. */
+  isDetached(id: number): boolean {
+    return this.detachedIds.has(id);
+  }
+
+  /** PGPOOL DETACH NODE: the node goes down now and stays down until {@link attach}. */
+  detach(id: number): void {
+    this.detachedIds.add(id);
+    this.set(this.current);
+  }
+
+  /** PGPOOL ATTACH NODE: checks may bring the node back again (its status is not changed here). */
+  attach(id: number): void {
+    this.detachedIds.delete(id);
+  }
+
+  private keepDetachedDown(v: ClusterView): ClusterView {
+    let out = v;
+    for (const id of this.detachedIds) {
+      const n = out.node(id);
+      if (n && n.status !== 'down') out = out.withNode(id, { status: 'down' });
+    }
+    return out;
   }
 }

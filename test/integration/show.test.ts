@@ -340,3 +340,141 @@ test('replication_delay in seconds with delay_threshold_by_time', async () => {
     await q.stop();
   }
 });
+
+test('PGPOOL SET / RESET: a session-settable parameter changes for that session only, with Pgpool-II\'s tags', async () => {
+  const cl = await client();
+  const other = await client();
+  try {
+    const set = await cl.query('PGPOOL SET client_idle_limit = 10');
+    assert.equal(set.command, 'SET');
+    assert.deepEqual(await show(cl, 'PGPOOL SHOW client_idle_limit', ['client_idle_limit']), [{ client_idle_limit: '10s' }]);
+    assert.deepEqual(await show(other, 'PGPOOL SHOW client_idle_limit', ['client_idle_limit']), [{ client_idle_limit: '0' }], 'other sessions keep the configured value');
+    // TO, quoted values and other spellings.
+    assert.equal((await cl.query("pgpool set LOG_STATEMENT to 'on';")).command, 'SET');
+    assert.deepEqual(await show(cl, 'PGPOOL SHOW log_statement', ['log_statement']), [{ log_statement: 'on' }]);
+    assert.equal((await cl.query('PGPOOL SET client_min_messages TO debug')).command, 'SET');
+    assert.deepEqual(await show(cl, 'PGPOOL SHOW client_min_messages', ['client_min_messages']), [{ client_min_messages: 'debug2' }]);
+    // PGPOOL SHOW ALL and SHOW pool_status show the session's values too.
+    const all = await show(cl, 'PGPOOL SHOW ALL', COLUMNS.pool_status);
+    assert.equal(all.find((r) => r.item === 'client_idle_limit')?.value, '10s');
+    const status = await show(cl, 'SHOW pool_status', COLUMNS.pool_status);
+    assert.equal(status.find((r) => r.item === 'log_statement')?.value, 'on');
+
+    const reset = await cl.query('PGPOOL RESET client_idle_limit');
+    assert.equal(reset.command, 'SET', 'PGPOOL RESET <param> answers SET, as Pgpool-II');
+    assert.deepEqual(await show(cl, 'PGPOOL SHOW client_idle_limit', ['client_idle_limit']), [{ client_idle_limit: '0' }]);
+    assert.deepEqual(await show(cl, 'PGPOOL SHOW log_statement', ['log_statement']), [{ log_statement: 'on' }], 'only that one was reset');
+    const resetAll = await cl.query('PGPOOL RESET ALL');
+    assert.equal(resetAll.command, 'RESET');
+    assert.deepEqual(await show(cl, 'PGPOOL SHOW log_statement', ['log_statement']), [{ log_statement: 'off' }]);
+    assert.deepEqual(await show(cl, 'PGPOOL SHOW client_min_messages', ['client_min_messages']), [{ client_min_messages: 'notice' }]);
+    // SET ... TO DEFAULT is a reset as well.
+    await cl.query('PGPOOL SET log_statement = on');
+    await cl.query('PGPOOL SET log_statement TO DEFAULT');
+    assert.deepEqual(await show(cl, 'PGPOOL SHOW log_statement', ['log_statement']), [{ log_statement: 'off' }]);
+  } finally {
+    await other.end();
+    await cl.end();
+  }
+});
+
+test('PGPOOL SET: parameters that are not session-settable, unknown names and bad values are errors; the session goes on', async () => {
+  const cl = await client();
+  try {
+    const fails = async (text: string, code: string, message: RegExp): Promise<void> => {
+      await assert.rejects(cl.query(text), (e: pg.DatabaseError) => {
+        assert.equal(e.code, code, text);
+        assert.match(e.message, message, text);
+        return true;
+      });
+      // Nothing changed, and the session still routes normally.
+      assert.equal(await runsOn(cl, "SELECT current_setting('port')"), 'replica', `after ${text}`);
+    };
+    await fails('PGPOOL SET port = 10000', '55P02', /^parameter "port" cannot be changed now$/);
+    await fails('PGPOOL SET statement_level_load_balance = on', '55P02', /statement_level_load_balance/);
+    await fails('PGPOOL SET backend_weight1 = 3', '55P02', /backend_weight1/);
+    await fails('PGPOOL RESET load_balance_mode', '55P02', /load_balance_mode/);
+    await fails('PGPOOL SET no_such_param = 1', '42704', /^unrecognized configuration parameter "no_such_param"$/);
+    await fails('PGPOOL RESET no_such_param', '42704', /no_such_param/);
+    await fails("PGPOOL SET client_idle_limit = 'soon'", '22023', /^invalid value for parameter "client_idle_limit"/);
+    await fails('PGPOOL SET client_idle_limit = -5', '22023', /client_idle_limit/);
+    await fails('PGPOOL SET log_statement = maybe', '22023', /log_statement/);
+    await fails('PGPOOL SET log_backend_messages = loud', '22023', /log_backend_messages/);
+    await fails('PGPOOL SET client_idle_limit', '42601', /syntax error/);
+    assert.deepEqual(await show(cl, 'PGPOOL SHOW client_idle_limit', ['client_idle_limit']), [{ client_idle_limit: '0' }]);
+    assert.deepEqual(await show(cl, 'PGPOOL SHOW port', ['port']), [{ port: String(p.port) }]);
+  } finally {
+    await cl.end();
+  }
+});
+
+test('PGPOOL SET takes effect: allow_sql_comments balances a commented read, notice_per_node_statement traces, client_idle_limit disconnects', async () => {
+  const cl = await client();
+  const other = await client();
+  try {
+    const commented = "/* report */ SELECT current_setting('port')";
+    assert.equal(await runsOn(cl, commented), 'primary', 'a leading comment keeps the read on the primary (allow_sql_comments off)');
+    await cl.query('PGPOOL SET allow_sql_comments = on');
+    assert.equal(await runsOn(cl, commented), 'replica');
+    assert.equal(await runsOn(other, commented), 'primary', 'not in other sessions');
+    await cl.query('PGPOOL RESET allow_sql_comments');
+    assert.equal(await runsOn(cl, commented), 'primary');
+
+    const notices: string[] = [];
+    cl.on('notice', (n) => notices.push(n.message ?? ''));
+    await cl.query('SELECT 1');
+    assert.equal(notices.length, 0);
+    await cl.query('PGPOOL SET notice_per_node_statement = on');
+    await cl.query("SELECT current_setting('port')");
+    assert.equal(notices.length, 1, JSON.stringify(notices));
+    assert.match(notices[0]!, /^pgrouter: sent to node 1 \(replica\)/);
+
+    // client_idle_limit 1 s: this session is cut while idle, the other one (configured 0) is not.
+    await cl.query('PGPOOL SET client_idle_limit = 1');
+    const ended = new Promise<string>((resolve) => cl.once('error', (e: Error & { code?: string }) => resolve(e.code ?? e.message)));
+    const t0 = Date.now();
+    const code = await Promise.race([ended, new Promise<string>((r) => setTimeout(() => r('still connected'), 5000))]);
+    assert.equal(code, '57P05', 'idle-session timeout');
+    const idleFor = Date.now() - t0;
+    assert.ok(idleFor >= 900 && idleFor < 3500, `cut after ${idleFor} ms`);
+    assert.equal(await runsOn(other, "SELECT current_setting('port')"), 'replica', 'the other session lives');
+  } finally {
+    await other.end();
+    await cl.end().catch(() => undefined);
+  }
+});
+
+test('pool_nodes pg_role is each node\'s own pg_is_in_recovery() answer, even where pgrouter\'s belief (role) differs', async () => {
+  // ALWAYS_PRIMARY on the replica: pgrouter believes node 1 is the primary; pg_role must still
+  // tell what the servers answer.
+  const q = await startProxy(c, {
+    conf: {
+      backend_flag0: 'ALLOW_TO_FAILOVER',
+      backend_flag1: 'ALWAYS_PRIMARY',
+      health_check_period: 1,
+      health_check_user: c.users.superuser.name,
+      sr_check_period: 1,
+      sr_check_user: c.users.superuser.name,
+    },
+  });
+  const cl = new pg.Client({ connectionString: q.url(c.users.superuser.name, c.users.superuser.password) });
+  cl.on('error', () => undefined);
+  try {
+    await cl.connect();
+    const real = await Promise.all([c.primary, c.replica].map((n) => sql(c, n, 'SELECT pg_is_in_recovery()', { database: 'postgres' })));
+    assert.deepEqual(real, ['f', 't']);
+    let rows: Record<string, string>[] = [];
+    const deadline = Date.now() + 5000;
+    do {
+      rows = await show(cl, 'SHOW pool_nodes', COLUMNS.pool_nodes);
+      if (rows.every((r) => r.pg_role !== 'unknown')) break;
+      await new Promise((r) => setTimeout(r, 100));
+    } while (Date.now() < deadline);
+    assert.deepEqual(rows.map((r) => r.role), ['standby', 'primary'], 'pgrouter\'s belief (ALWAYS_PRIMARY)');
+    assert.deepEqual(rows.map((r) => r.pg_role), real.map((v) => (v === 'f' ? 'primary' : 'standby')), 'the servers\' answer');
+    assert.deepEqual(rows.map((r) => r.pg_status), ['up', 'up']);
+  } finally {
+    await cl.end().catch(() => undefined);
+    await q.stop();
+  }
+});
