@@ -107,6 +107,8 @@ function clusterNodes(c: Config): ClusterNode[] {
 export class Proxy {
   private readonly listeners = new Listeners();
   private readonly sessions = new Set<Session>();
+  /** Bytes of client sessions already ended. */
+  private readonly closedClientBytes = { received: 0, sent: 0 };
   private readonly tickTimer: NodeJS.Timeout;
   private draining = false;
   private readonly pool: Pool;
@@ -132,7 +134,7 @@ export class Proxy {
     private config: Config,
     private readonly o: StartOptions,
   ) {
-    this.pool = new Pool(poolOptions(config), o.log, (node, severity) => this.stats.serverError(node, severity));
+    this.pool = new Pool(poolOptions(config), o.log, this.stats);
     this.admission = new Admission(this.admissionLimits(config));
     this.cluster = new ClusterStore(ClusterView.fromNodes(clusterNodes(config)));
     this.settings = sessionSettings(config);
@@ -154,7 +156,11 @@ export class Proxy {
       draining: () => self.draining,
       backendFailed: (nodeId, why) => self.backendFailed(nodeId, why),
       sessionEnded: (s) => {
-        self.sessions.delete(s as Session);
+        if (self.sessions.delete(s as Session)) {
+          const b = (s as Session).bytes();
+          self.closedClientBytes.received += b.received;
+          self.closedClientBytes.sent += b.sent;
+        }
         self.admin.sessionEnded(s as Session);
       },
     };
@@ -395,6 +401,18 @@ export class Proxy {
       queued: () => self.admission.queued,
       maxSessions: () => self.config.settings.num_init_children,
       draining: () => self.draining,
+      stats: this.stats,
+      admissionWait: () => self.admission.wait,
+      backendBytes: () => self.pool.byteTotals(),
+      clientBytes: () => {
+        const t = { ...self.closedClientBytes };
+        for (const s of self.sessions) {
+          const b = s.bytes();
+          t.received += b.received;
+          t.sent += b.sent;
+        }
+        return t;
+      },
     };
   }
 

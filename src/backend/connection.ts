@@ -18,6 +18,7 @@ import { ProxyError } from '../errors/proxy-error.ts';
 import { SqlState } from '../errors/sqlstate.ts';
 import { describeNode, nodeAddress, type BackendNode } from './node.ts';
 import { moveToUserBuffer } from '../util/user-buffer-socket.ts';
+import type { BucketCounts } from '../util/bucket-counts.ts';
 
 /** The authentication methods a backend may ask for, as pg_hba.conf names them. */
 export type AuthMethod = 'trust' | 'password' | 'md5' | 'scram-sha-256';
@@ -127,6 +128,12 @@ export class ServerConnection {
   onError: ((severity: string) => void) | null = null;
   /** Called when an idle (pooled) connection closes, so the pool can forget it. */
   onIdleClose: ((c: ServerConnection) => void) | null = null;
+  /** Where the time from sending a client's request to its ReadyForQuery is counted (seconds). */
+  latency: BucketCounts | null = null;
+  /** performance.now() at the send of each owed client-bound request, oldest first (only with `latency`). */
+  private readonly sentAt: number[] = [];
+  /** Bytes written through the socket object that carried the startup (before the move to onread). */
+  private startupBytesWritten = 0;
 
   private constructor(o: ConnectOptions) {
     this.node = o.node;
@@ -273,8 +280,12 @@ export class ServerConnection {
     sock.removeAllListeners('close');
     sock.removeAllListeners('error');
     // Replies are read into a reused buffer (no stream machinery) unless the socket is TLS.
+    const written = sock.bytesWritten;
     const moved = moveToUserBuffer(sock, (chunk) => this.onData(chunk), () => this.sink?.holdsReplyChunk?.() ?? false);
-    if (moved) this.socket = sock = moved;
+    if (moved) {
+      this.startupBytesWritten = written;
+      this.socket = sock = moved;
+    }
     else sock.on('data', (chunk: Buffer) => this.onData(chunk));
     sock.on('error', () => {
       this.broken = true;
@@ -289,8 +300,13 @@ export class ServerConnection {
   request(buf: Buffer, units: number, forward: boolean): boolean {
     this.owed += units;
     for (let i = 0; i < units; i++) this.expect.push(forward);
-    if (forward) this.forwardOwed += units;
-    else this.swallowing += units;
+    if (forward) {
+      this.forwardOwed += units;
+      if (this.latency !== null && units > 0) {
+        const now = performance.now();
+        for (let i = 0; i < units; i++) this.sentAt.push(now);
+      }
+    } else this.swallowing += units;
     if (units === 0) this.openForward = forward;
     return this.socket.write(buf);
   }
@@ -370,8 +386,11 @@ export class ServerConnection {
       this.txStatus = buf[start + 5]!;
       if (this.owed > 0) this.owed--;
       if (this.expect.length > 0) {
-        if (this.expect.shift()!) this.forwardOwed--;
-        else this.swallowing--;
+        if (this.expect.shift()!) {
+          this.forwardOwed--;
+          const sent = this.sentAt.shift();
+          if (sent !== undefined) this.latency?.observe((performance.now() - sent) / 1000);
+        } else this.swallowing--;
       }
       this.readyCount++;
       this.sawFatal = false;
@@ -393,6 +412,12 @@ export class ServerConnection {
     this.broken = true;
     if (wasIdle) this.onIdleClose?.(this);
     else this.sink?.onServerClose(this, undefined);
+  }
+
+  /** Bytes read from and written to the backend over this connection's life, startup included. */
+  bytes(): { received: number; sent: number } {
+    const s = this.socket;
+    return { received: s.bytesRead, sent: this.startupBytesWritten + (s.bytesWritten ?? 0) };
   }
 
   /** Sends bytes towards the backend. Returns false when the socket's buffer is full. */

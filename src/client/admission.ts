@@ -4,6 +4,7 @@
 
 import { ProxyError } from '../errors/proxy-error.ts';
 import { SqlState } from '../errors/sqlstate.ts';
+import { BucketCounts, QUERY_SECONDS_BUCKETS } from '../util/bucket-counts.ts';
 
 export interface AdmissionLimits {
   /** Concurrent sessions (Pgpool-II's num_init_children). */
@@ -19,7 +20,9 @@ export type Release = () => void;
 
 export class Admission {
   private active = 0;
-  private readonly waiting: Array<{ grant: (r: Release) => void; deny: (e: Error) => void }> = [];
+  private readonly waiting: Array<{ grant: (r: Release) => void; deny: (e: Error) => void; since: number }> = [];
+  /** Seconds each admitted session waited for its slot (0 when one was free). */
+  readonly wait = new BucketCounts(QUERY_SECONDS_BUCKETS);
 
   constructor(private limits: AdmissionLimits) {}
 
@@ -41,11 +44,14 @@ export class Admission {
   /** Resolves with a slot, waiting if need be; rejects with 53300 when refused. `signal` aborts a wait. */
   acquire(signal?: AbortSignal): Promise<Release> {
     const cap = Math.max(1, this.limits.maxSessions - this.limits.reservedConnections);
-    if (this.active < cap && this.waiting.length === 0) return Promise.resolve(this.grant());
+    if (this.active < cap && this.waiting.length === 0) {
+      this.wait.observe(0);
+      return Promise.resolve(this.grant());
+    }
     if (this.limits.reservedConnections > 0 || this.waiting.length >= this.limits.maxWaiting)
       return Promise.reject(tooMany());
     return new Promise((grant, deny) => {
-      const entry = { grant, deny };
+      const entry = { grant, deny, since: performance.now() };
       this.waiting.push(entry);
       signal?.addEventListener('abort', () => {
         const i = this.waiting.indexOf(entry);
@@ -68,7 +74,11 @@ export class Admission {
 
   private pump(): void {
     const cap = Math.max(1, this.limits.maxSessions - this.limits.reservedConnections);
-    while (this.active < cap && this.waiting.length > 0) this.waiting.shift()!.grant(this.grant());
+    while (this.active < cap && this.waiting.length > 0) {
+      const next = this.waiting.shift()!;
+      this.wait.observe((performance.now() - next.since) / 1000);
+      next.grant(this.grant());
+    }
   }
 
   /** Refuses everyone still waiting (shutdown): 57P03, as PostgreSQL answers while shutting down. */

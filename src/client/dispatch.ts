@@ -14,6 +14,7 @@ import type { AdminSessionInfo } from './context.ts';
 import { classify } from '../router/classify.ts';
 import { applyRedirect, lagMeasure, lagOverThreshold, primaryReason, weightedChoice, type RouteSettings } from '../router/route.ts';
 import type { Classification } from '../router/statement.ts';
+import { reasonCategory } from '../router/reason-category.ts';
 import { SqlState } from '../errors/sqlstate.ts';
 
 /** What the dispatcher needs from its session. */
@@ -235,12 +236,14 @@ export class Dispatcher {
     this.addToRun(conn, buf, start, end, 1);
     this.flushRun();
     this.host.stats.statement(d.node, c.kind);
+    this.host.stats.routed(d.node, d.category);
     if (d.all) {
       const copy = Buffer.from(buf.subarray(start, end));
       for (const [id, other] of this.conns)
         if (id !== d.node) {
           other.request(copy, 1, false);
           this.host.stats.statement(id, c.kind);
+          this.host.stats.routed(id, d.category);
         }
       if (c.tx === 'begin' && this.conns.has(this.lbNodeId)) this.lbInTx = true;
     }
@@ -248,21 +251,24 @@ export class Dispatcher {
     if (c.tx === 'begin' && d.node === this.lbNodeId) this.lbInTx = true;
   }
 
-  /** Where a statement goes: its node, and whether copies go to every other open connection. */
-  private decide(c: Classification, sql: string): { node: number; all: boolean; reason: string } {
+  /**
+   * Where a statement goes: its node, whether copies go to every other open connection, the
+   * reason (for the trace) and its category (for pgrouter_routing_decisions_total).
+   */
+  private decide(c: Classification, sql: string): { node: number; all: boolean; reason: string; category: string } {
     const primary = this.primaryId;
     if (c.execute !== undefined) {
       const p = this.sqlPrepared.get(c.execute);
       if (p && p.node !== primary && this.usable(p.node) && primaryReason(classify(p.sql), p.sql, this.state(), this.host.routeSettings()) === null)
-        return { node: p.node, all: false, reason: 'EXECUTE where PREPARE went' };
-      return { node: primary, all: false, reason: 'EXECUTE' };
+        return { node: p.node, all: false, reason: 'EXECUTE where PREPARE went', category: 'prepared_statement' };
+      return { node: primary, all: false, reason: 'EXECUTE', category: 'prepared_statement' };
     }
-    if (c.target === 'primary') return { node: primary, all: false, reason: c.reason };
-    if (c.target === 'all') return { node: primary, all: true, reason: c.reason };
+    if (c.target === 'primary') return { node: primary, all: false, reason: c.reason, category: 'write' };
+    if (c.target === 'all') return { node: primary, all: true, reason: c.reason, category: 'session_command' };
     const why = primaryReason(c, sql, this.state(), this.host.routeSettings());
-    if (why !== null) return { node: primary, all: false, reason: why };
+    if (why !== null) return { node: primary, all: false, reason: why, category: reasonCategory(why) };
     const lb = this.balanceNode();
-    return { node: lb, all: false, reason: this.balanceReason };
+    return { node: lb, all: false, reason: this.balanceReason, category: reasonCategory(this.balanceReason) };
   }
 
   /** Why balanceNode chose what it chose (for the routing trace). */
@@ -371,6 +377,8 @@ export class Dispatcher {
     const closed: string[] = [];
     const bound: string[] = [];
     let needPrimary = false;
+    /** The category of the first reason found to send the batch to the primary. */
+    let category: string | null = null;
     for (const f of frames) {
       const [buf, start, end] = f;
       const type = buf[start]!;
@@ -379,13 +387,18 @@ export class Dispatcher {
         const qEnd = buf.indexOf(0, nameEnd + 1);
         if (nameEnd < 0 || qEnd < 0 || qEnd >= end) {
           needPrimary = true;
+          category ??= 'other';
           continue;
         }
         const name = buf.toString('utf8', start + 5, nameEnd);
         const sql = buf.toString('utf8', nameEnd + 1, qEnd);
         const c = classify(sql);
         parsed.push({ name, sql, c, frame: f });
-        if (c.target !== 'either' || primaryReason(c, sql, this.state(), this.host.routeSettings()) !== null) needPrimary = true;
+        const why = this.primaryCategory(c, sql);
+        if (why !== null) {
+          needPrimary = true;
+          category ??= why;
+        }
       } else if (type === Frontend.Bind || type === Frontend.Describe || type === Frontend.Close) {
         let at = start + 5;
         let isStatement = true;
@@ -406,8 +419,11 @@ export class Dispatcher {
         if (parsed.some((p) => p.name === name)) continue;
         referenced.push(name);
         const s = this.statements.get(name);
-        if (!s || s.c.target !== 'either' || primaryReason(s.c, s.sql, this.state(), this.host.routeSettings()) !== null)
+        const why = s ? this.primaryCategory(s.c, s.sql) : 'prepared_statement';
+        if (why !== null) {
           needPrimary = true;
+          category ??= why;
+        }
       }
     }
     // Without a primary, a batch with a write is refused (one continuing after a Flush goes on).
@@ -415,6 +431,7 @@ export class Dispatcher {
       const write = parsed.find((p) => this.primaryOnly(p.c, p.sql));
       if (this.skipToSync || write) return this.refuse(write?.c.reason ?? '', frames, units);
     }
+    const continuing = this.openNode !== null;
     if (this.openNode !== null) node = this.openNode;
     else if (needPrimary || (parsed.length === 0 && referenced.length === 0)) node = parsed.length === 0 && referenced.length === 0 ? this.activeNode : this.primaryId;
     else node = this.balanceNode();
@@ -450,10 +467,21 @@ export class Dispatcher {
       this.afterRoute(p.c, p.sql, node);
     }
     for (const name of closed) this.statements.delete(name);
+    // One decision per batch that names a statement (a batch continuing after a Flush was decided before).
+    if (!continuing && (parsed.length > 0 || referenced.length > 0))
+      this.host.stats.routed(node, needPrimary ? (category ?? 'other') : reasonCategory(this.balanceReason));
     for (const name of bound) {
       const s = this.statements.get(name);
       if (s) this.host.stats.statement(node, s.c.kind);
     }
+  }
+
+  /** The reason category that keeps a statement on the primary (see reason-category.ts), or null when it may be balanced. */
+  private primaryCategory(c: Classification, sql: string): string | null {
+    if (c.target === 'primary') return 'write';
+    if (c.target === 'all') return 'session_command';
+    const r = primaryReason(c, sql, this.state(), this.host.routeSettings());
+    return r === null ? null : reasonCategory(r);
   }
 
   /** Tells the client where its statement went and why. */

@@ -360,8 +360,10 @@ export class Session implements ReplySink, ClientChannel {
     this.phase = 'ready';
     if (!this.ssl) {
       // From here on the client's bytes are read into a reused buffer (no stream machinery).
+      const written = this.sock.bytesWritten;
       const moved = moveToUserBuffer(this.sock, this.onData, () => this.dispatcher?.holdsClientChunk() ?? false);
       if (moved) {
+        this.startupBytesWritten = written;
         this.sock = moved;
         moved.on('error', () => this.close());
         moved.on('close', () => this.close());
@@ -466,6 +468,14 @@ export class Session implements ReplySink, ClientChannel {
   }
 
   // ---- replies ----
+
+  /** Bytes written through the socket object that carried the startup (before the move to onread). */
+  private startupBytesWritten = 0;
+
+  /** Bytes read from and written to the client so far (pgrouter_client_bytes_*). */
+  bytes(): { received: number; sent: number } {
+    return { received: this.sock.bytesRead, sent: this.startupBytesWritten + (this.sock.bytesWritten ?? 0) };
+  }
 
   /** ReplySink: the last reply chunk is still queued on the client socket. */
   holdsReplyChunk(): boolean {

@@ -37,7 +37,7 @@ export interface ProxyMetricsOptions {
 
 /** The in-process scraper (exported for tests that serve it themselves). */
 export function proxyScraper(src: ProxySource, version: string, log?: Logger): Scraper {
-  const own = new ProxyMetrics(version);
+  const own = new ProxyMetrics(version, src);
   return new Scraper({
     read: () => Promise.resolve(proxySnapshot(src)),
     registries: [own.registry, processMetrics()],

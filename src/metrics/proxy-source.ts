@@ -1,10 +1,14 @@
 // pgrouter's own feed of the metrics: runs each SHOW pool_* through its Admin (in process, no SQL
 // round trip) and decodes the reply like a real Pgpool-II's, and reads the pgrouter_* figures
-// (client sessions by state, backend connections by node and state, health check durations) from
-// the running proxy at scrape time, so nothing is added to the per-query path.
+// (client sessions by state, backend connections by node and state, health check durations,
+// query latency, waits, routing decisions, bytes) from the running proxy at scrape time: the
+// per-query path only bumps plain counters.
 
-import { Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { AdminSessionInfo } from '../client/context.ts';
+import type { NodeStats } from '../pool/node-stats.ts';
+import type { BucketCounts } from '../util/bucket-counts.ts';
+import { bucketHistogram } from './bucket-histogram.ts';
 import type { ConnectionInfo } from '../pool/pool.ts';
 import type { ClusterView } from '../pool/cluster.ts';
 import type { HealthStats } from '../health/health-stats.ts';
@@ -26,6 +30,14 @@ export interface ProxySource {
   maxSessions(): number;
   /** SIGTERM drain in progress. */
   draining(): boolean;
+  /** Per-node query latency, connection waits and routing decisions. */
+  readonly stats: NodeStats;
+  /** Seconds sessions waited for an admission slot. */
+  admissionWait(): BucketCounts;
+  /** Bytes to and from the backends, per node id. */
+  backendBytes(): ReadonlyMap<number, { received: number; sent: number }>;
+  /** Bytes to and from the clients. */
+  clientBytes(): { received: number; sent: number };
 }
 
 /** What the SHOWs are run as: Admin needs a session; no session is anyone's load-balance node. */
@@ -115,13 +127,54 @@ export class ProxyMetrics {
     help: '1 while a SIGTERM drain is in progress',
     registers: [this.registry],
   });
+  private readonly routed = new Counter({
+    name: 'pgrouter_routing_decisions_total',
+    help: 'Routing decisions by the node chosen and the reason category (write, session_command, load_balance, writing_transaction, write_function, replica_lag, ...)',
+    labelNames: ['node', 'reason'],
+    registers: [this.registry],
+  });
+  private readonly clientBytes = new Counter({
+    name: 'pgrouter_client_bytes_total',
+    help: 'Bytes received from (direction=in) and sent to (direction=out) client connections',
+    labelNames: ['direction'],
+    registers: [this.registry],
+  });
+  private readonly backendBytes = new Counter({
+    name: 'pgrouter_backend_bytes_total',
+    help: 'Bytes received from (direction=in) and sent to (direction=out) backend connections, by node',
+    labelNames: ['node', 'direction'],
+    registers: [this.registry],
+  });
   private readonly info: Gauge;
   /** Health check totals already observed, per node: [checks, summed duration ms]. */
   private readonly healthSeen = new Map<number, [number, number]>();
 
-  constructor(version: string) {
+  constructor(version: string, src: ProxySource) {
     this.info = new Gauge({ name: 'pgrouter_build_info', help: 'pgrouter version', labelNames: ['version'], registers: [this.registry] });
     this.info.set({ version }, 1);
+    const perNode = (pick: (n: number) => BucketCounts) => () =>
+      src.stats.meteredNodes().map((n) => ({ labels: { node: String(n) }, counts: pick(n) }));
+    bucketHistogram(
+      this.registry,
+      'pgrouter_query_duration_seconds',
+      'Time from sending a client request (Query, Sync or FunctionCall) to a node until its ReadyForQuery, by node',
+      ['node'],
+      perNode((n) => src.stats.metersOf(n).queryLatency),
+    );
+    bucketHistogram(
+      this.registry,
+      'pgrouter_pool_wait_seconds',
+      'Time a new client session waited for one of the num_init_children slots (0 when one was free)',
+      [],
+      () => [{ labels: {}, counts: src.admissionWait() }],
+    );
+    bucketHistogram(
+      this.registry,
+      'pgrouter_backend_connection_wait_seconds',
+      'Time a session waited for a backend connection to a node: a cached one brought in line, or a new one opened and authenticated',
+      ['node'],
+      perNode((n) => src.stats.metersOf(n).connectionWait),
+    );
   }
 
   /** Brings every family up to date; `processes` is the snapshot's pool_processes. */
@@ -153,6 +206,20 @@ export class ProxyMetrics {
     }
     this.backends.reset();
     for (const [node, m] of byNode) for (const [state, n] of m) this.backends.set({ node: String(node), state }, n);
+
+    // Counters kept by the proxy as plain numbers: set to their totals.
+    this.routed.reset();
+    for (const n of src.stats.meteredNodes())
+      for (const [reason, count] of src.stats.metersOf(n).routed) this.routed.inc({ node: String(n), reason }, count);
+    const cb = src.clientBytes();
+    this.clientBytes.reset();
+    this.clientBytes.inc({ direction: 'in' }, cb.received);
+    this.clientBytes.inc({ direction: 'out' }, cb.sent);
+    this.backendBytes.reset();
+    for (const [node, b] of src.backendBytes()) {
+      this.backendBytes.inc({ node: String(node), direction: 'in' }, b.received);
+      this.backendBytes.inc({ node: String(node), direction: 'out' }, b.sent);
+    }
 
     // Health checks finished since the last scrape: one observation each (their mean when
     // several finished in between, which takes scrapes further apart than the check period).

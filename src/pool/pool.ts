@@ -7,6 +7,7 @@ import { ServerConnection, type BackendCredentials, type ServerState } from '../
 import { runInternal } from '../backend/internal-query.ts';
 import type { BackendNode } from '../backend/node.ts';
 import { TxStatus } from '../protocol/codes.ts';
+import { NodeStats } from './node-stats.ts';
 
 export interface PoolOptions {
   readonly connectTimeoutMs: number;
@@ -85,9 +86,25 @@ export class Pool {
   constructor(
     private options: PoolOptions,
     private readonly log: Logger,
-    /** Told of every ErrorResponse severity a backend sends (SHOW pool_backend_stats). */
-    private readonly onServerError: (nodeId: number, severity: string) => void = () => {},
+    /** Told of every ErrorResponse severity a backend sends (SHOW pool_backend_stats), query latencies and lease waits. */
+    private readonly stats: NodeStats = new NodeStats(),
   ) {}
+
+  /** Bytes of connections already closed, per node id. */
+  private readonly closedBytes = new Map<number, { received: number; sent: number }>();
+
+  /** Bytes received from and sent to each node's backends, connections closed or open, per node id. */
+  byteTotals(): Map<number, { received: number; sent: number }> {
+    const out = new Map<number, { received: number; sent: number }>();
+    for (const [id, b] of this.closedBytes) out.set(id, { ...b });
+    for (const c of this.all) addBytes(out, c);
+    return out;
+  }
+
+  /** Takes a connection out of `all`, keeping its byte counts. */
+  private forget(c: ServerConnection): void {
+    if (this.all.delete(c)) addBytes(this.closedBytes, c);
+  }
 
   /** Applies reloadable options (reset_query_list, cache size) to later leases and releases. */
   reconfigure(options: PoolOptions): void {
@@ -128,6 +145,13 @@ export class Pool {
    * one: no fork, no authentication), or a new one.
    */
   async lease(r: LeaseRequest): Promise<ServerConnection> {
+    const t0 = performance.now();
+    const c = await this.obtain(r);
+    this.stats.metersOf(c.node.id).connectionWait.observe((performance.now() - t0) / 1000);
+    return c;
+  }
+
+  private async obtain(r: LeaseRequest): Promise<ServerConnection> {
     const key = poolKey(r);
     let list = r.fresh ? undefined : this.idle.get(key);
     if (!r.fresh && (!list || list.length === 0) && (this.resetting.get(key) ?? 0) > (this.waiters.get(key)?.length ?? 0)) {
@@ -161,7 +185,8 @@ export class Pool {
       ssl: this.options.ssl,
     });
     this.all.add(c);
-    c.onError = (severity) => this.onServerError(c.node.id, severity);
+    c.onError = (severity) => this.stats.serverError(c.node.id, severity);
+    c.latency = this.stats.metersOf(c.node.id).queryLatency;
     c.state = 'leased';
     this.log.debug({ conn: c.tag, pid: c.pid }, 'backend connection opened');
     return this.leased(c);
@@ -234,7 +259,7 @@ export class Pool {
     c.state = 'idle';
     c.onIdleClose = (x) => {
       this.forgetIdle(x);
-      this.all.delete(x);
+      this.forget(x);
     };
     const key = poolKey({ node: c.node, user: c.user, database: c.database, params: c.startupParams });
     let list = this.idle.get(key);
@@ -268,7 +293,7 @@ export class Pool {
 
   /** Closes a connection for good. */
   destroy(c: ServerConnection): void {
-    this.all.delete(c);
+    this.forget(c);
     c.close();
   }
 
@@ -288,9 +313,20 @@ export class Pool {
   closeAll(): void {
     for (const q of this.waiters.values()) for (const w of q) w(null);
     this.waiters.clear();
-    for (const c of this.all) c.close();
-    this.all.clear();
+    for (const c of [...this.all]) {
+      this.forget(c);
+      c.close();
+    }
     this.idle.clear();
     this.idleByNode.clear();
   }
+}
+
+function addBytes(into: Map<number, { received: number; sent: number }>, c: ServerConnection): void {
+  const b = c.bytes();
+  const t = into.get(c.node.id);
+  if (t) {
+    t.received += b.received;
+    t.sent += b.sent;
+  } else into.set(c.node.id, b);
 }
