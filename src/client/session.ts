@@ -446,8 +446,8 @@ export class Session implements ReplySink, ClientChannel {
     return w.errorResponse({
       severity: 'ERROR',
       code: SqlState.READ_ONLY_SQL_TRANSACTION,
-      message: `cannot execute ${what}: no primary node is known, so pgrouter accepts no writes`,
-      detail: p ? `The primary, ${describeNode(p)}, is down.` : 'No node is the primary, or more than one claims to be.',
+      message: `cannot execute ${what}: ${p ? `the primary node ${p.id} is down` : 'no primary node is known'}, so pgrouter accepts no writes`,
+      detail: p ? `The primary, ${describeNode(p)}, is down or detached.` : 'No node is the primary, or more than one claims to be.',
       hint: 'Reads, SHOW and PGPOOL commands work; writes need a new session once a primary is found.',
     });
   }

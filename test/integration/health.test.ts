@@ -279,14 +279,20 @@ test('promotion: new sessions write to the promoted replica; two primaries means
     assert.ok(acked.some((a) => a.port === own.primary.port), 'some writes went to the old primary before');
 
     // The old primary comes back as a primary too: nobody gets writes until one goes away.
-    // (Sessions need a primary, so SHOW cannot be asked meanwhile: the log and refusals tell.)
+    // Sessions still start (read-only), so SHOW tells what pgrouter and the servers think.
     const claims = (): number => p.logs.filter((l) => /all claim to be the primary/.test(l)).length;
     await startNode(own, own.primary);
     await p.waitForLog(/nodes 0, 1 all claim to be the primary/, 5000);
     const split = Date.now();
-    await assert.rejects(once(p, own, 'INSERT INTO acked VALUES (-1, 0)'), /no primary node is known/);
+    const refused = (e: pg.DatabaseError): boolean => e.code === '25006' && /no primary node is known/.test(e.message);
+    await assert.rejects(once(p, own, 'INSERT INTO acked VALUES (-1, 0)'), refused);
+    const during = await until(p, own, (r) => r.every((n) => n.status === 'up' && n.pg_role === 'primary'), 3000, 'both nodes up, both say primary');
+    const window = await nodes(p, own);
+    // pgrouter believes neither is the primary; each server answers pg_is_in_recovery() = false.
+    assert.deepEqual(window.map((r) => [r.status, r.role, r.pg_status, r.pg_role]), [['up', 'standby', 'up', 'primary'], ['up', 'standby', 'up', 'primary']]);
+    console.log(`# two primaries: SHOW pool_nodes answered during the split (${during} ms after the claims were logged)`);
     await sleep(2200);
-    await assert.rejects(once(p, own, 'INSERT INTO acked VALUES (-1, 0)'), /no primary node is known/);
+    await assert.rejects(once(p, own, 'INSERT INTO acked VALUES (-1, 0)'), refused);
     assert.ok(claims() >= 3, `logged at every check (${claims()} times in ${Date.now() - split} ms)`);
     assert.ok(p.logs.some((l) => /"level":"error".*all claim to be the primary/.test(l)), 'at error level');
     assert.equal(await sql(own, own.primary, 'SELECT count(*) FROM acked WHERE id = -1'), '0');
@@ -319,6 +325,154 @@ test('failover_on_backend_error: a session that loses its replica takes the node
   } finally {
     await client.end().catch(() => undefined);
     await startNode(c, c.replica);
+    await waitForStreaming(c);
+  }
+});
+
+/** A session as `user` (default the superuser); errors reject the waiting call. */
+async function connectAs(p: ProxyHandle, cl: Cluster, user = cl.users.superuser): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: p.url(user.name, user.password) });
+  client.on('error', () => undefined);
+  await client.connect();
+  return client;
+}
+
+async function rejectsWith(q: Promise<unknown>, code: string, message?: RegExp): Promise<void> {
+  await assert.rejects(q, (e: pg.DatabaseError) => {
+    assert.equal(e.code, code, e.message);
+    if (message) assert.match(e.message, message);
+    return true;
+  });
+}
+
+test('PGPOOL DETACH / ATTACH NODE: admin users only; a detached replica stays down while its checks pass, until attached', async () => {
+  const p = await proxy(c, { pgrouter_admin_users: `someone_else, ${c.users.superuser.name}` });
+  const admin = await connect(p, c);
+  const other = await connectAs(p, c, c.users.md5);
+  try {
+    await rejectsWith(other.query('PGPOOL DETACH NODE 1'), '42501', /is not in pgrouter_admin_users/);
+    await rejectsWith(other.query('PGPOOL ATTACH NODE 1'), '42501');
+    await rejectsWith(admin.query('PGPOOL DETACH NODE 2'), '22023', /out of range/);
+    await rejectsWith(admin.query('PGPOOL DETACH NODE one'), '22023');
+    assert.deepEqual((await nodes(p, c)).map((r) => r.status), ['up', 'up'], 'refused commands changed nothing');
+    assert.equal(Number((await admin.query(PORT)).rows[0].current_setting), c.replica.port, 'reads on the replica (primary weight 0)');
+
+    assert.equal((await admin.query('pgpool detach node 1;')).command, 'DETACH');
+    // The session that was reading there moves on to the primary; so do new sessions.
+    assert.equal(Number((await admin.query(PORT)).rows[0].current_setting), c.primary.port);
+    assert.equal(Number((await other.query(PORT)).rows[0].current_setting), c.primary.port);
+    for (let i = 0; i < 5; i++) assert.equal(await once(p, c, PORT), String(c.primary.port));
+    // pool_nodes: down, although the server answers (pg_status) and says it is a standby (pg_role).
+    await until(p, c, (r) => r[1]?.status === 'down' && r[1]?.pg_status === 'up' && r[1]?.pg_role === 'standby', 3000, 'detached node shown down');
+    const before = Number((await admin.query('SHOW pool_health_check_stats')).rows[1].success_count);
+    await sleep(2500);
+    const [, n1] = await nodes(p, c);
+    assert.equal(n1!.status, 'down', 'passing health checks do not bring a detached node back');
+    const after = Number((await admin.query('SHOW pool_health_check_stats')).rows[1].success_count);
+    assert.ok(after >= before + 2, `health checks go on (${before} → ${after} successes)`);
+    assert.equal(await once(p, c, PORT), String(c.primary.port));
+
+    const t0 = Date.now();
+    assert.equal((await admin.query('PGPOOL ATTACH NODE 1')).command, 'ATTACH');
+    const up = await until(p, c, (r) => r[1]?.status === 'up', 3000, 'attached node up');
+    console.log(`# attached replica up ${up} ms after PGPOOL ATTACH NODE (${Date.now() - t0} ms incl. polling)`);
+    assert.ok(up < 1000, `up after ${up} ms`);
+    assert.equal(await once(p, c, PORT), String(c.replica.port), 'reads go to the replica again');
+    assert.ok(p.logs.some((l) => /node 1 detached by an administrator/.test(l)));
+    assert.ok(p.logs.some((l) => /node 1 attached by an administrator/.test(l)));
+  } finally {
+    await other.end().catch(() => undefined);
+    await admin.end().catch(() => undefined);
+  }
+});
+
+test('detaching the primary: its sessions end, new sessions log in read-only on the replica, writes get 25006 and never reach it; ATTACH restores writes', async () => {
+  await sql(c, c.primary, 'DROP TABLE IF EXISTS ro_t; DROP SEQUENCE IF EXISTS ro_seq; CREATE TABLE ro_t (id int); CREATE SEQUENCE ro_seq; GRANT ALL ON ro_t, ro_seq TO PUBLIC');
+  await waitForReplication(c);
+  const p = await proxy(c, { pgrouter_admin_users: c.users.superuser.name });
+  const writer = await connect(p, c);
+  const admin = await connect(p, c);
+  let detached = false;
+  try {
+    await writer.query('INSERT INTO ro_t VALUES (1)');
+    assert.equal((await admin.query('PGPOOL DETACH NODE 0')).command, 'DETACH');
+    detached = true;
+    // Sessions writing to node 0 end (the one that asked too, after its reply), as Pgpool-II's children do at a failover.
+    await rejectsWith(writer.query('SELECT 1'), '57P01', /node 0.*detached by an administrator/);
+
+    // A new session still logs in (on the replica), and SHOW works.
+    const ro = await connect(p, c);
+    try {
+      const rows = (await ro.query('SHOW pool_nodes')).rows as Record<string, string>[];
+      assert.deepEqual(rows.map((r) => [r.status, r.role]), [['down', 'primary'], ['up', 'standby']]);
+      assert.equal(Number((await ro.query(PORT)).rows[0].current_setting), c.replica.port);
+      assert.equal((await ro.query('SHOW default_transaction_read_only')).rows[0].default_transaction_read_only, 'on');
+      // Writes: simple and extended protocol, in and out of a transaction, and read-only escapes.
+      await rejectsWith(ro.query('INSERT INTO ro_t VALUES (2)'), '25006', /^cannot execute INSERT.*the primary node 0 is down, so pgrouter accepts no writes$/);
+      // pgrouter's own refusal (a standby would say "cannot execute ... in a read-only transaction").
+      const ours = /so pgrouter accepts no writes$/;
+      await rejectsWith(ro.query('INSERT INTO ro_t VALUES ($1)', [3]), '25006', ours);
+      await rejectsWith(ro.query('CREATE TABLE ro_new (id int)'), '25006', ours);
+      await rejectsWith(ro.query('SET default_transaction_read_only = off'), '25006', ours);
+      await rejectsWith(ro.query('BEGIN READ WRITE'), '25006', ours);
+      await ro.query('BEGIN');
+      assert.equal(Number((await ro.query('SELECT count(*) FROM ro_t')).rows[0].count), 1);
+      await rejectsWith(ro.query('UPDATE ro_t SET id = 4'), '25006', ours);
+      await ro.query('ROLLBACK');
+      // set_config could switch read-only off from inside a SELECT: refused too.
+      await rejectsWith(ro.query("SELECT set_config('default_transaction_read_only', 'off', false)"), '25006', ours);
+      // Any other write the classifier cannot see runs read-only: the server itself refuses it.
+      await rejectsWith(ro.query("SELECT nextval('ro_seq')"), '25006', /^cannot execute nextval\(\) in a read-only transaction$/);
+      assert.equal(Number((await ro.query('SELECT count(*) FROM ro_t')).rows[0].count), 1, 'the session goes on');
+      assert.equal((await ro.query('PGPOOL SHOW port')).rows[0].port, String(p.port));
+      assert.equal(await sql(c, c.primary, 'SELECT string_agg(id::text, \',\') FROM ro_t'), '1', 'no write reached the primary');
+      assert.ok(!/ro_new/.test(await sql(c, c.replica, "SELECT coalesce(to_regclass('ro_new')::text, '')")));
+
+      const admin2 = await connect(p, c);
+      try {
+        assert.equal((await admin2.query('PGPOOL ATTACH NODE 0')).command, 'ATTACH');
+        detached = false;
+      } finally {
+        await admin2.end();
+      }
+      // Node 0's last check passed: up at once.
+      assert.equal((await nodes(p, c))[0]!.status, 'up');
+      // The read-only session is told to reconnect at its next write; new sessions write.
+      await rejectsWith(ro.query('INSERT INTO ro_t VALUES (5)'), '57P01', /node 0 is the primary now/);
+      assert.equal(await once(p, c, "INSERT INTO ro_t VALUES (6) RETURNING current_setting('port')"), String(c.primary.port));
+      assert.equal(await sql(c, c.primary, 'SELECT string_agg(id::text, \',\' ORDER BY id) FROM ro_t'), '1,6');
+    } finally {
+      await ro.end().catch(() => undefined);
+    }
+  } finally {
+    if (detached) await (await connect(p, c)).query('PGPOOL ATTACH NODE 0').catch(() => undefined);
+    await writer.end().catch(() => undefined);
+    await admin.end().catch(() => undefined);
+    await sql(c, c.primary, 'DROP TABLE IF EXISTS ro_t; DROP SEQUENCE IF EXISTS ro_seq');
+  }
+});
+
+test('primary outage: clients still log in (on the replica) for SHOW pool_nodes and reads; writes get 25006', async () => {
+  const p = await proxy(c);
+  let stopped = false;
+  try {
+    await stopNode(c, c.primary, 'fast');
+    stopped = true;
+    await until(p, c, (r) => r[0]?.status === 'down', 4000, 'primary down');
+    const cl = await connect(p, c);
+    try {
+      const rows = (await cl.query('SHOW pool_nodes')).rows as Record<string, string>[];
+      assert.deepEqual(rows.map((r) => [r.status, r.pg_status]), [['down', 'down'], ['up', 'up']]);
+      assert.equal(rows[1]!.pg_role, 'standby');
+      assert.equal(Number((await cl.query(PORT)).rows[0].current_setting), c.replica.port);
+      await rejectsWith(cl.query('CREATE TABLE outage_t (id int)'), '25006', /the primary node 0 is down/);
+      assert.equal(Number((await cl.query('SELECT 41 + 1 AS v')).rows[0].v), 42);
+    } finally {
+      await cl.end();
+    }
+    assert.ok(p.logs.some((l) => /session runs read-only on node 1/.test(l)));
+  } finally {
+    if (stopped) await startNode(c, c.primary);
     await waitForStreaming(c);
   }
 });
