@@ -395,6 +395,7 @@ test('detaching the primary: its sessions end, new sessions log in read-only on 
   let detached = false;
   try {
     await writer.query('INSERT INTO ro_t VALUES (1)');
+    await waitForReplication(c); // the read-only session reads it on the replica
     assert.equal((await admin.query('PGPOOL DETACH NODE 0')).command, 'DETACH');
     detached = true;
     // Sessions writing to node 0 end (the one that asked too, after its reply), as Pgpool-II's children do at a failover.
