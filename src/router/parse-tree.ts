@@ -42,9 +42,24 @@ function str(n: unknown): string {
   return typeof s === 'string' ? s : '';
 }
 
+/** `schema.name` or `name` of a RangeVar's fields, as written ('' if absent). */
+function rangeVarName(rv: unknown): string {
+  const v = rv as Node | undefined;
+  if (!v || typeof v['relname'] !== 'string') return '';
+  const schema = v['schemaname'];
+  return typeof schema === 'string' ? `${schema}.${v['relname']}` : v['relname'];
+}
+
+/** The names of a list of `{ RangeVar: ... }` nodes (TRUNCATE, LOCK). */
+function rangeVarList(list: unknown): string[] {
+  return ((list as Node[] | undefined) ?? []).map((n) => rangeVarName(n['RangeVar'])).filter(Boolean);
+}
+
 interface TreeFacts {
   functions: string[];
   relations: string[];
+  /** Target tables of INSERT/UPDATE/DELETE/MERGE found anywhere below (data-modifying CTEs). */
+  writes: string[];
   locking: boolean;
   into: boolean;
   dml: boolean;
@@ -52,7 +67,7 @@ interface TreeFacts {
 
 function facts(root: unknown): TreeFacts {
   let tree: unknown = root;
-  const f: TreeFacts = { functions: [], relations: [], locking: false, into: false, dml: false };
+  const f: TreeFacts = { functions: [], relations: [], writes: [], locking: false, into: false, dml: false };
   tree = { root };
   walk(tree, (key, v) => {
     if (key === 'FuncCall') {
@@ -64,7 +79,11 @@ function facts(root: unknown): TreeFacts {
       f.relations.push(typeof schema === 'string' ? `${schema}.${rel}` : rel);
     } else if (key === 'lockingClause') f.locking = true;
     else if (key === 'intoClause') f.into = true;
-    else if (DML_NODES.has(key)) f.dml = true;
+    else if (DML_NODES.has(key)) {
+      f.dml = true;
+      const target = rangeVarName(v['relation']);
+      if (target !== '') f.writes.push(target);
+    }
   });
   // lockingClause and intoClause are arrays/objects directly under SelectStmt.
   walk(tree, (_k, v) => {
@@ -103,6 +122,12 @@ function writesOrSerializable(options: unknown): boolean {
   return false;
 }
 
+/** The target of an INSERT/UPDATE/DELETE/MERGE and those of its data-modifying CTEs. */
+function dmlWrites(body: Node): string[] {
+  const target = rangeVarName(body['relation']);
+  return [...(target === '' ? [] : [target]), ...facts(body).writes];
+}
+
 function classifyStatement(stmt: Node): Classification {
   const [type, body] = Object.entries(stmt)[0] as [string, Node];
   const f = () => facts(body);
@@ -114,25 +139,38 @@ function classifyStatement(stmt: Node): Classification {
         const temp = (body['intoClause'] as Node | undefined)?.['rel'] as Node | undefined;
         return classification('primary', 'SELECT INTO', 'ddl', {
           ...extra,
+          writes: [rangeVarName(temp)].filter(Boolean),
           createsTemp: temp?.['relpersistence'] === 't' ? [String(temp['relname'])] : [],
         });
       }
-      if (x.locking) return classification('primary', 'SELECT ... FOR UPDATE/SHARE', 'select', extra);
-      if (x.dml) return classification('primary', 'data-modifying CTE', 'select', extra);
+      // Locked rows count as written (dml_adaptive): later reads of those tables stay with the lock.
+      if (x.locking) return classification('primary', 'SELECT ... FOR UPDATE/SHARE', 'select', { ...extra, writes: x.relations });
+      if (x.dml) return classification('primary', 'data-modifying CTE', 'select', { ...extra, writes: x.writes });
       // Pgpool-II balances only text that starts with SELECT, WITH, TABLE or '(': a bare VALUES stays on the primary.
-      if (body['valuesLists'] !== undefined) return classification('primary', 'VALUES (not balanced, as in Pgpool-II)', 'select', extra);
+      if (body['valuesLists'] !== undefined)
+        return classification('primary', 'VALUES (not balanced, as in Pgpool-II)', 'select', { ...extra, writes: [] });
       return classification('either', 'SELECT', 'select', extra);
     }
     case 'InsertStmt':
-      return classification('primary', 'INSERT', 'insert');
+      return classification('primary', 'INSERT', 'insert', { writes: dmlWrites(body) });
     case 'UpdateStmt':
-      return classification('primary', 'UPDATE', 'update');
+      return classification('primary', 'UPDATE', 'update', { writes: dmlWrites(body) });
     case 'DeleteStmt':
-      return classification('primary', 'DELETE', 'delete');
+      return classification('primary', 'DELETE', 'delete', { writes: dmlWrites(body) });
     case 'MergeStmt':
-      return classification('primary', 'MERGE', 'other');
+      return classification('primary', 'MERGE', 'other', { writes: dmlWrites(body) });
+    case 'TruncateStmt':
+      return classification('primary', 'Truncate', 'ddl', { writes: rangeVarList(body['relations']) });
+    case 'AlterTableStmt':
+    case 'IndexStmt': {
+      const rel = rangeVarName(body['relation']);
+      return classification('primary', type.replace(/Stmt$/, ''), 'ddl', { writes: rel === '' ? null : [rel] });
+    }
     case 'CopyStmt': {
-      if (body['is_from'] === true) return classification('primary', 'COPY FROM', 'other');
+      if (body['is_from'] === true) {
+        const rel = rangeVarName(body['relation']);
+        return classification('primary', 'COPY FROM', 'other', { writes: rel === '' ? null : [rel] });
+      }
       const q = body['query'] as Node | undefined;
       if (q && !('SelectStmt' in q)) return classification('primary', 'COPY of a data-modifying query', 'other');
       const x = f();
@@ -145,14 +183,14 @@ function classifyStatement(stmt: Node): Classification {
       const name = String(body['name'] ?? '');
       const kind = body['kind'];
       if (kind === 'VAR_SET_MULTI' && writesOrSerializable(body['args']))
-        return classification('primary', 'SET TRANSACTION READ WRITE/SERIALIZABLE', 'other');
+        return classification('primary', 'SET TRANSACTION READ WRITE/SERIALIZABLE', 'other', { writes: [] });
       if (name === 'transaction_read_only' && FALSE_SPELLINGS.test(constText((body['args'] as unknown[])?.[0])))
-        return classification('primary', 'SET transaction_read_only to false', 'other');
+        return classification('primary', 'SET transaction_read_only to false', 'other', { writes: [] });
       if (
         (name === 'transaction_isolation' || name === 'default_transaction_isolation') &&
         constText((body['args'] as unknown[])?.[0]).toLowerCase() === 'serializable'
       )
-        return classification('primary', 'SET isolation SERIALIZABLE', 'other');
+        return classification('primary', 'SET isolation SERIALIZABLE', 'other', { writes: [] });
       if (name === 'default_transaction_read_only' && FALSE_SPELLINGS.test(constText((body['args'] as unknown[])?.[0])))
         return classification('all', 'SET', 'other');
       return classification('all', kind === 'VAR_RESET' || kind === 'VAR_RESET_ALL' ? 'RESET' : 'SET', 'other');
@@ -173,21 +211,24 @@ function classifyStatement(stmt: Node): Classification {
     case 'LockStmt': {
       const mode = Number(body['mode'] ?? 8);
       // ROW EXCLUSIVE (3) or stronger writes; weaker locks go where the transaction is.
-      return mode >= 3 ? classification('primary', 'LOCK ROW EXCLUSIVE or stronger', 'other') : classification('all', 'LOCK', 'other');
+      // A strong lock counts as a write of its tables (dml_adaptive keeps their reads with the lock).
+      return mode >= 3
+        ? classification('primary', 'LOCK ROW EXCLUSIVE or stronger', 'other', { writes: rangeVarList(body['relations']) })
+        : classification('all', 'LOCK', 'other');
     }
     case 'PrepareStmt': {
       const inner = classifyStatement(body['query'] as Node);
       const name = String(body['name'] ?? '');
       return inner.target === 'either'
         ? classification('either', 'PREPARE of a read', 'other', { prepare: name, functions: inner.functions, relations: inner.relations })
-        : classification('primary', `PREPARE of ${inner.reason}`, 'other', { prepare: name });
+        : classification('primary', `PREPARE of ${inner.reason}`, 'other', { prepare: name, writes: [] });
     }
     case 'ExecuteStmt':
       return classification('primary', 'EXECUTE', 'other', { execute: String(body['name'] ?? '') });
     case 'DeallocateStmt': {
       const name = body['name'];
       return typeof name === 'string'
-        ? classification('primary', 'DEALLOCATE', 'other', { deallocate: name })
+        ? classification('primary', 'DEALLOCATE', 'other', { deallocate: name, writes: [] })
         : classification('all', 'DEALLOCATE ALL', 'other', { deallocate: '' });
     }
     case 'ExplainStmt': {
@@ -200,12 +241,20 @@ function classifyStatement(stmt: Node): Classification {
     case 'CreateStmt': {
       const rel = body['relation'] as Node | undefined;
       const temp = rel?.['relpersistence'] === 't';
-      return classification('primary', 'CREATE TABLE', 'ddl', { createsTemp: temp ? [String(rel?.['relname'])] : [] });
+      const name = rangeVarName(rel);
+      return classification('primary', 'CREATE TABLE', 'ddl', {
+        createsTemp: temp ? [String(rel?.['relname'])] : [],
+        writes: name === '' ? null : [name],
+      });
     }
     case 'CreateTableAsStmt': {
       const rel = (body['into'] as Node | undefined)?.['rel'] as Node | undefined;
       const temp = rel?.['relpersistence'] === 't';
-      return classification('primary', 'CREATE TABLE AS', 'ddl', { createsTemp: temp ? [String(rel?.['relname'])] : [] });
+      const name = rangeVarName(rel);
+      return classification('primary', 'CREATE TABLE AS', 'ddl', {
+        createsTemp: temp ? [String(rel?.['relname'])] : [],
+        writes: name === '' ? null : [name],
+      });
     }
     case 'DropStmt': {
       const names = ((body['objects'] as unknown[]) ?? []).map((o) =>
@@ -221,6 +270,8 @@ function classifyStatement(stmt: Node): Classification {
     case 'DeclareCursorStmt':
     case 'FetchStmt':
     case 'ClosePortalStmt':
+      // Primary only, but they change no table.
+      return classification('primary', type.replace(/Stmt$/, '').toUpperCase(), 'other', { writes: [] });
     case 'CallStmt':
     case 'DoStmt':
     case 'VacuumStmt':

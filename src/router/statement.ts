@@ -23,6 +23,12 @@ export interface Classification {
   readonly functions: readonly string[];
   /** Relations read, `schema.name` or `name` as written. */
   readonly relations: readonly string[];
+  /**
+   * Relations this statement writes (or locks, or creates), as written; empty for reads and for
+   * statements that change no table (SET, SAVEPOINT); null when it may write something pgrouter
+   * cannot name (DO, CALL, EXECUTE, multi-statement or unparsable text, most DDL).
+   */
+  readonly writes: readonly string[] | null;
   /** Temporary tables this statement creates (check_temp_table = trace). */
   readonly createsTemp: readonly string[];
   /** Tables this statement drops (to forget temporary ones). */
@@ -54,6 +60,7 @@ export function classification(
     pinsTransaction: false,
     functions: NONE,
     relations: NONE,
+    writes: target === 'primary' ? null : NONE,
     createsTemp: NONE,
     drops: NONE,
     leadingComment: false,

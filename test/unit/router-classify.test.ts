@@ -106,6 +106,45 @@ test('facts the router needs: functions, relations, temp tables, transaction con
   assert.equal(classify('INSERT INTO t VALUES (1)').kind, 'insert');
 });
 
+test('relations written, for dml_adaptive: null when the statement may write what pgrouter cannot name', () => {
+  const WRITES: Array<[string, string[] | null]> = [
+    ['SELECT * FROM t', []],
+    ['BEGIN', []],
+    ['SET LOCAL work_mem = 1000', []],
+    ['SAVEPOINT a', []],
+    ['INSERT INTO t VALUES (1)', ['t']],
+    ['INSERT INTO s.t SELECT * FROM u', ['s.t']],
+    ['UPDATE t SET a = 1 FROM u WHERE t.id = u.id', ['t']],
+    ['DELETE FROM t', ['t']],
+    ['MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE', ['t']],
+    ['WITH x AS (DELETE FROM a RETURNING *) INSERT INTO b SELECT * FROM x', ['b', 'a']],
+    ['WITH x AS (UPDATE t SET a = 1 RETURNING *) SELECT * FROM x', ['t']],
+    ['SELECT * FROM t, u FOR UPDATE', ['t', 'u']],
+    ['SELECT * INTO t2 FROM t', ['t2']],
+    ['TRUNCATE a, s.b', ['a', 's.b']],
+    ['COPY t FROM STDIN', ['t']],
+    ['LOCK t, u IN EXCLUSIVE MODE', ['t', 'u']],
+    ['LOCK t IN ACCESS SHARE MODE', []],
+    ['ALTER TABLE t ADD c int', ['t']],
+    ['CREATE INDEX ON t (a)', ['t']],
+    ['CREATE TABLE n (a int)', ['n']],
+    ['CREATE TABLE n AS SELECT 1', ['n']],
+    ['VALUES (1)', []],
+    ["NOTIFY ch, 'x'", []],
+    ['PREPARE p AS INSERT INTO t VALUES (1)', []],
+    ['DEALLOCATE p', []],
+    ['SET transaction_read_only = off', []],
+    ['DO $$BEGIN END$$', null],
+    ['CALL p()', null],
+    ['EXECUTE p', null],
+    ['DROP TABLE t', null],
+    ['CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$', null],
+    ['INSERT INTO t VALUES (1); SELECT 1', null],
+    ['selec 1', null],
+  ];
+  for (const [sql, want] of WRITES) assert.deepEqual(classify(sql).writes, want, sql);
+});
+
 test('the fast path agrees with the full parse wherever it answers', () => {
   const corpus = [
     'BEGIN', 'begin;', 'BEGIN WORK', 'START TRANSACTION', 'COMMIT', 'commit work', 'END', 'END TRANSACTION', 'ROLLBACK', 'ABORT',
@@ -125,6 +164,7 @@ test('the fast path agrees with the full parse wherever it answers', () => {
     assert.equal(f.tx, p.tx, sql);
     assert.deepEqual(f.functions, p.functions, sql);
     assert.deepEqual(f.relations, p.relations, sql);
+    assert.deepEqual(f.writes, p.writes, sql);
   }
   assert.ok(answered >= 14, `fast path answered ${answered}`);
   assert.equal(classifyFast('select for from t'), undefined);
