@@ -19,7 +19,7 @@ import { Session } from './client/session.ts';
 import { ClusterStore, ClusterView, UNKNOWN_LAG, type ClusterNode } from './pool/cluster.ts';
 import { NodeStats } from './pool/node-stats.ts';
 import { Pool, type PoolOptions } from './pool/pool.ts';
-import { compileFunctionList, compileQueryPatterns, parseRedirectList, type RouteSettings } from './router/route.ts';
+import { compileFunctionList, compileQueryPatterns, parseDmlRelationships, parseRedirectList, type RouteSettings } from './router/route.ts';
 import { loadParser } from './router/parse-tree.ts';
 import { planReload } from './config/reload.ts';
 import { ConfigError } from './config/parse.ts';
@@ -62,6 +62,11 @@ function routeSettings(c: Config): RouteSettings {
     readOnlyFunctions: compileFunctionList(s.read_only_function_list),
     primaryPatterns: compileQueryPatterns(s.primary_routing_query_pattern_list),
     disableLbOnWrite: s.disable_load_balance_on_write,
+    dmlDependents: parseDmlRelationships(s.dml_adaptive_object_relationship_list),
+    checkUnloggedTable: s.check_unlogged_table,
+    relcacheSize: s.relcache_size,
+    relcacheExpire: s.relcache_expire,
+    relcacheQueryTarget: s.relcache_query_target,
     statementLevel: s.statement_level_load_balance,
     delayThresholdBytes: s.delay_threshold,
     delayThresholdMs: s.delay_threshold_by_time,

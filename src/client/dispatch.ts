@@ -12,7 +12,21 @@ import { isUsable, type ClusterNode, type ClusterView } from '../pool/cluster.ts
 import type { NodeStats } from '../pool/node-stats.ts';
 import type { AdminSessionInfo } from './context.ts';
 import { classify } from '../router/classify.ts';
-import { applyRedirect, lagMeasure, lagOverThreshold, primaryReason, weightedChoice, type RouteSettings } from '../router/route.ts';
+import {
+  applyRedirect,
+  bareName,
+  callsWriteFunction,
+  isWriteFunction,
+  lagMeasure,
+  lagOverThreshold,
+  NEEDS_CATALOG_LOOKUP,
+  primaryReason,
+  weightedChoice,
+  type CatalogView,
+  type RouteSettings,
+} from '../router/route.ts';
+import { catalogCache, freshFacts, type DatabaseFacts, type FreshFacts } from '../router/catalog-cache.ts';
+import { queryRows, type TextRow } from '../backend/query-rows.ts';
 import type { Classification } from '../router/statement.ts';
 import { reasonCategory } from '../router/reason-category.ts';
 import { SqlState } from '../errors/sqlstate.ts';
@@ -69,6 +83,9 @@ const ADMIN_COMMAND = /^\s*(show\s+pool_|pgpool\s)/i;
 
 const TRANSACTION_RESET = /^\s*(discard\s+all|reset\s+all)\s*;?\s*$/i;
 
+/** How long a catalog lookup (pg_proc volatility, unlogged tables) may take before the statement goes to the primary. */
+const CATALOG_QUERY_TIMEOUT_MS = 10_000;
+
 export class Dispatcher {
   /** Leased connections by node id; the primary's is leased for the whole session. */
   readonly conns = new Map<number, ServerConnection>();
@@ -92,6 +109,19 @@ export class Dispatcher {
   private predictedTx = false;
   private lbInTx = false;
   private readonly temp = new Set<string>();
+  /** dml_adaptive: bare names of the tables (and `f()` functions) written in this transaction, with their dependents. */
+  private readonly written = new Set<string>();
+  /** This database's cached catalog facts, and the view the routing gate reads them through. */
+  private readonly facts: DatabaseFacts;
+  private readonly catalog: CatalogView;
+  /** What the last catalog lookup returned, for the statement that waited for it (cleared once a request is sent). */
+  private fresh: FreshFacts | null = null;
+  /** A catalog lookup runs: the client's frames wait, in order, behind the statement that needs it. */
+  private lookingUp = false;
+  /** The statement whose catalog facts endBatch found missing. */
+  private lookupFor: Classification | null = null;
+  /** DDL ran in the open transaction: cached catalog facts are forgotten again when it ends. */
+  private ddlInTx = false;
   // The run of consecutive frames of one chunk going to one connection.
   private runConn: ServerConnection | null = null;
   private runBuf: Buffer | null = null;
@@ -110,6 +140,10 @@ export class Dispatcher {
     this.activeNode = this.primaryId;
     this.conns.set(this.primaryId, primary);
     this.lbNodeId = this.chooseLbNode();
+    const s = host.routeSettings();
+    catalogCache.configure(s.relcacheSize, s.relcacheExpire);
+    this.facts = catalogCache.database(host.database);
+    this.catalog = catalogCache.view(this.facts, () => this.fresh);
   }
 
   get primary(): ServerConnection | undefined {
@@ -152,7 +186,7 @@ export class Dispatcher {
   /** True while no request is in flight on any connection. */
   get idle(): boolean {
     for (const c of this.conns.values()) if (c.owed > 0) return false;
-    return this.openNode === null && this.batch.length === 0;
+    return this.openNode === null && this.batch.length === 0 && !this.lookingUp;
   }
 
   /** Takes one complete client frame. */
@@ -229,6 +263,7 @@ export class Dispatcher {
     const c = classify(sql);
     if (this.host.refuseWrite && this.primaryOnly(c, sql)) return this.refuse(c.reason, [[buf, start, end]], 1);
     const d = this.decide(c, sql);
+    if (d === null) return this.block(buf, start, end); // waits for a catalog lookup
     if (!this.ready(d.node)) return this.block(buf, start, end);
     const conn = this.conns.get(d.node)!;
     this.activeNode = d.node;
@@ -249,23 +284,28 @@ export class Dispatcher {
     }
     this.afterRoute(c, sql, d.node);
     if (c.tx === 'begin' && d.node === this.lbNodeId) this.lbInTx = true;
+    this.fresh = null;
   }
 
   /**
    * Where a statement goes: its node, whether copies go to every other open connection, the
    * reason (for the trace) and its category (for pgrouter_routing_decisions_total).
    */
-  private decide(c: Classification, sql: string): { node: number; all: boolean; reason: string; category: string } {
+  private decide(c: Classification, sql: string): { node: number; all: boolean; reason: string; category: string } | null {
     const primary = this.primaryId;
     if (c.execute !== undefined) {
       const p = this.sqlPrepared.get(c.execute);
-      if (p && p.node !== primary && this.usable(p.node) && primaryReason(classify(p.sql), p.sql, this.state(), this.host.routeSettings()) === null)
+      const pc = p && p.node !== primary && this.usable(p.node) ? classify(p.sql) : undefined;
+      const pwhy = pc && p ? primaryReason(pc, p.sql, this.state(), this.host.routeSettings(), this.catalog) : 'EXECUTE';
+      if (pwhy === NEEDS_CATALOG_LOOKUP && this.startLookup(pc!)) return null;
+      if (p && pwhy === null)
         return { node: p.node, all: false, reason: 'EXECUTE where PREPARE went', category: 'prepared_statement' };
       return { node: primary, all: false, reason: 'EXECUTE', category: 'prepared_statement' };
     }
     if (c.target === 'primary') return { node: primary, all: false, reason: c.reason, category: 'write' };
     if (c.target === 'all') return { node: primary, all: true, reason: c.reason, category: 'session_command' };
-    const why = primaryReason(c, sql, this.state(), this.host.routeSettings());
+    const why = primaryReason(c, sql, this.state(), this.host.routeSettings(), this.catalog);
+    if (why === NEEDS_CATALOG_LOOKUP && this.startLookup(c)) return null;
     if (why !== null) return { node: primary, all: false, reason: why, category: reasonCategory(why) };
     const lb = this.balanceNode();
     return { node: lb, all: false, reason: this.balanceReason, category: reasonCategory(this.balanceReason) };
@@ -325,7 +365,7 @@ export class Dispatcher {
   private readonly failedNodes = new Set<number>();
 
   private state() {
-    return { inTransaction: this.inTransaction(), writing: this.writing, pinned: this.pinned, tempTables: this.temp };
+    return { inTransaction: this.inTransaction(), writing: this.writing, pinned: this.pinned, tempTables: this.temp, written: this.written };
   }
 
   /** The transaction state: ReadyForQuery's when nothing is in flight, else what was sent predicts. */
@@ -338,21 +378,7 @@ export class Dispatcher {
 
   /** Bookkeeping once a statement has been sent. */
   private afterRoute(c: Classification, sql: string, node: number): void {
-    const mode = this.host.routeSettings().disableLbOnWrite;
-    if (c.tx === 'begin') {
-      this.predictedTx = true;
-      this.pinned = c.pinsTransaction;
-      if (mode === 'transaction' || mode === 'dml_adaptive') this.writing = false;
-    } else if (c.tx === 'end') {
-      this.predictedTx = false;
-      this.pinned = false;
-      this.lbInTx = false;
-      if (mode === 'transaction' || mode === 'dml_adaptive') this.writing = false;
-    } else if (mode !== 'off') {
-      const writes = c.target !== 'either' || (c.functions.length > 0 && primaryReason(c, sql, { ...this.state(), writing: false, pinned: false }, this.host.routeSettings())?.startsWith('write function') === true);
-      // Checked only for statements that would count as writes: reads skip the regex.
-      if (writes && !READ_ONLY_SET.test(sql) && (this.inTransaction() || mode === 'always')) this.writing = true;
-    }
+    this.trackTransaction(c, sql);
     if (c.target === 'all' && c.tx === 'none') {
       const t = TRACE_SETTING.exec(sql);
       if (t) this.trace = /^(on|true|yes|1|'on'|'true')$/i.test(t[1]!);
@@ -365,6 +391,105 @@ export class Dispatcher {
     for (const t of c.drops) this.temp.delete(t.toLowerCase().slice(t.lastIndexOf('.') + 1));
     if (c.prepare !== undefined) this.sqlPrepared.set(c.prepare, { node, sql: sql.replace(/^\s*prepare\s+\S+\s+as\s+/i, '') });
     if (c.deallocate) this.sqlPrepared.delete(c.deallocate);
+  }
+
+  /** What a statement that ran does to the transaction state (also for a named statement bound again). */
+  private trackTransaction(c: Classification, sql: string): void {
+    const s = this.host.routeSettings();
+    const mode = s.disableLbOnWrite;
+    if (c.tx === 'begin') {
+      this.predictedTx = true;
+      this.pinned = c.pinsTransaction;
+      if (mode === 'transaction' || mode === 'dml_adaptive') this.writing = false;
+      if (this.written.size > 0) this.written.clear();
+    } else if (c.tx === 'end') {
+      this.predictedTx = false;
+      this.pinned = false;
+      this.lbInTx = false;
+      if (mode === 'transaction' || mode === 'dml_adaptive') this.writing = false;
+      if (this.written.size > 0) this.written.clear();
+      // Lookups made while the transaction ran could not see its DDL.
+      if (this.ddlInTx) catalogCache.forget(this.facts);
+      this.ddlInTx = false;
+    } else if (mode !== 'off') {
+      // A function of unknown volatility counts as writing (the safe side).
+      const writes = c.target !== 'either' || (c.functions.length > 0 && callsWriteFunction(c, s, this.catalog));
+      // Checked only for statements that would count as writes: reads skip the regex.
+      if (writes && !READ_ONLY_SET.test(sql) && (this.inTransaction() || mode === 'always')) {
+        if (mode === 'dml_adaptive') this.noteWrites(c, s);
+        else this.writing = true;
+      }
+    }
+    if (c.kind === 'ddl' && c.createsTemp.length === 0) {
+      // A function or table may have changed: look them up again.
+      catalogCache.forget(this.facts);
+      if (this.inTransaction()) this.ddlInTx = true;
+    }
+  }
+
+  /**
+   * dml_adaptive: records what a write in a transaction wrote, with the objects that depend on it.
+   * A write whose tables are unknown (DO, CALL, most DDL) makes the whole transaction a writing one.
+   */
+  private noteWrites(c: Classification, s: RouteSettings): void {
+    if (c.writes === null) {
+      this.writing = true;
+      return;
+    }
+    for (const t of c.writes) this.addWritten(bareName(t), s);
+    for (const f of c.functions) if (isWriteFunction(f, s, this.catalog) !== false) this.addWritten(`${bareName(f)}()`, s);
+  }
+
+  private addWritten(name: string, s: RouteSettings): void {
+    if (this.written.has(name)) return;
+    this.written.add(name);
+    for (const d of s.dmlDependents.get(name) ?? []) this.addWritten(d, s);
+  }
+
+  // ---- catalog lookups ----
+
+  /**
+   * Starts the pg_proc / pg_class lookup the routing of `c` waits for; the caller holds the
+   * request (block) and the lookup's end replays it. False when nothing is missing after all.
+   */
+  private startLookup(c: Classification): boolean {
+    const want = catalogCache.missing(this.facts, c, this.host.routeSettings(), this.fresh);
+    if (want === undefined) return false;
+    this.lookingUp = true;
+    const fresh = freshFacts();
+    void catalogCache.lookUp(this.facts, want, (sql) => this.catalogQuery(sql), fresh).then(() => {
+      this.lookingUp = false;
+      if (fresh.error !== undefined) this.host.log.warn({ err: fresh.error }, 'catalog lookup failed: the statement goes to the primary');
+      if (!this.alive()) return;
+      this.fresh = fresh;
+      this.unblock();
+    });
+    return true;
+  }
+
+  /** Runs a catalog query on a pooled connection of this session's user and database (relcache_query_target's node). */
+  private async catalogQuery(sql: string): Promise<readonly TextRow[]> {
+    const s = this.host.routeSettings();
+    const id = s.relcacheQueryTarget === 'load_balance_node' && this.usable(this.lbNodeId) ? this.lbNodeId : this.primaryId;
+    const node = this.host.cluster().node(id);
+    if (!node) throw new Error(`node ${id} is not configured`);
+    const conn = await this.host.pool.lease({
+      node: node as ClusterNode,
+      user: this.host.user,
+      database: this.host.database,
+      params: this.host.params,
+      credentials: this.host.credentials,
+    });
+    try {
+      return await queryRows(conn, sql, CATALOG_QUERY_TIMEOUT_MS);
+    } finally {
+      this.host.pool.release(conn);
+    }
+  }
+
+  /** False once the session has ended (its connections went back to the pool). */
+  private alive(): boolean {
+    return !this.terminated && this.sink !== null && this.primary?.sink === this.sink;
   }
 
   // ---- extended protocol ----
@@ -426,12 +551,22 @@ export class Dispatcher {
         }
       }
     }
+    const continuing = this.openNode !== null;
     // Without a primary, a batch with a write is refused (one continuing after a Flush goes on).
     if (this.skipToSync || (this.host.refuseWrite && this.openNode === null)) {
       const write = parsed.find((p) => this.primaryOnly(p.c, p.sql));
       if (this.skipToSync || write) return this.refuse(write?.c.reason ?? '', frames, units);
     }
-    const continuing = this.openNode !== null;
+    const lookupFor = this.lookupFor;
+    this.lookupFor = null;
+    if (lookupFor !== null && this.openNode === null && this.startLookup(lookupFor)) {
+      // Hold the whole batch until the catalog answers; the lookup's end replays it.
+      this.batch = [];
+      for (const [buf, start, end] of frames) this.pending.push(Buffer.from(buf.subarray(start, end)));
+      this.blocked = true;
+      this.host.pauseClient();
+      return;
+    }
     if (this.openNode !== null) node = this.openNode;
     else if (needPrimary || (parsed.length === 0 && referenced.length === 0)) node = parsed.length === 0 && referenced.length === 0 ? this.activeNode : this.primaryId;
     else node = this.balanceNode();
@@ -466,6 +601,13 @@ export class Dispatcher {
       this.statements.set(p.name, { parse: Buffer.from(p.frame[0].subarray(p.frame[1], p.frame[2])), sql: p.sql, c: p.c, nodes: new Set([node]) });
       this.afterRoute(p.c, p.sql, node);
     }
+    // A statement parsed in an earlier batch runs again: it writes (or begins, or ends) as at its Parse.
+    for (const name of bound)
+      if (!parsed.some((p) => p.name === name)) {
+        const s = this.statements.get(name);
+        if (s) this.trackTransaction(s.c, s.sql);
+      }
+    this.fresh = null;
     for (const name of closed) this.statements.delete(name);
     // One decision per batch that names a statement (a batch continuing after a Flush was decided before).
     if (!continuing && (parsed.length > 0 || referenced.length > 0))
@@ -480,7 +622,8 @@ export class Dispatcher {
   private primaryCategory(c: Classification, sql: string): string | null {
     if (c.target === 'primary') return 'write';
     if (c.target === 'all') return 'session_command';
-    const r = primaryReason(c, sql, this.state(), this.host.routeSettings());
+    const r = primaryReason(c, sql, this.state(), this.host.routeSettings(), this.catalog);
+    if (r === NEEDS_CATALOG_LOOKUP) this.lookupFor ??= c;
     return r === null ? null : reasonCategory(r);
   }
 
@@ -557,7 +700,7 @@ export class Dispatcher {
 
   /** Re-runs the frames that waited, in order. */
   private unblock(): void {
-    if (!this.blocked) return;
+    if (!this.blocked || this.lookingUp) return;
     this.blocked = false;
     const frames = this.pending;
     this.pending = [];
@@ -619,7 +762,11 @@ export class Dispatcher {
 
   /** A connection finished some requests: waiting frames may proceed. */
   onReady(conn: ServerConnection): void {
-    if (conn.node.id === this.primaryId && conn.owed === 0) this.predictedTx = conn.txStatus !== TxStatus.Idle;
+    if (conn.node.id === this.primaryId && conn.owed === 0) {
+      this.predictedTx = conn.txStatus !== TxStatus.Idle;
+      // However the transaction ended (an error, a COMMIT inside a function), dml_adaptive forgets its writes.
+      if (!this.predictedTx && this.written.size > 0) this.written.clear();
+    }
     if (this.blocked && !conn.busyForClient) this.unblock();
   }
 

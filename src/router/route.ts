@@ -1,6 +1,7 @@
 // Routing rules applied per statement on top of its classification: Pgpool-II's load-balancing
-// gate (comments, write functions, catalog and temporary relations, query patterns, the
-// writing-transaction state) and the weighted choice of a session's load-balance node. Pure.
+// gate (comments, write functions, catalog, temporary and unlogged relations, query patterns,
+// the writing-transaction state, dml_adaptive's written tables) and the weighted choice of a
+// session's load-balance node. Pure: catalog facts come in through a CatalogView.
 
 import { NON_VOLATILE_BUILTINS } from './data/non-volatile-builtins.ts';
 import type { Classification } from './statement.ts';
@@ -18,6 +19,19 @@ export interface RouteSettings {
   /** primary_routing_query_pattern_list, anchored and case-insensitive. */
   readonly primaryPatterns: readonly RegExp[];
   readonly disableLbOnWrite: DisableLbOnWrite;
+  /**
+   * dml_adaptive_object_relationship_list: bare object name (a function as `f()`) → the objects
+   * that depend on it, so that writing the first sends reads of the others to the primary too.
+   */
+  readonly dmlDependents: ReadonlyMap<string, readonly string[]>;
+  /** check_unlogged_table: reads of unlogged tables go to the primary (pg_class lookup). */
+  readonly checkUnloggedTable: boolean;
+  /** relcache_size: most catalog facts cached (0: none kept, every statement looks up). */
+  readonly relcacheSize: number;
+  /** relcache_expire in seconds (0: cached facts never expire). */
+  readonly relcacheExpire: number;
+  /** relcache_query_target: where catalog lookups run. */
+  readonly relcacheQueryTarget: 'primary' | 'load_balance_node';
   readonly statementLevel: boolean;
   /** delay_threshold in bytes (0: off); ignored when delayThresholdMs > 0, as in Pgpool-II. */
   readonly delayThresholdBytes: number;
@@ -69,17 +83,85 @@ export function compileQueryPatterns(list: readonly string[]): RegExp[] {
     .map((p) => new RegExp(`^(?:${p})$`, 'is'));
 }
 
-/** Is `name` (as written: `f` or `schema.f`) a function that writes, by Pgpool-II's rules? */
-export function isWriteFunction(name: string, s: RouteSettings): boolean {
+/**
+ * Parses dml_adaptive_object_relationship_list, `'table_1:table_2,func_x():table_y'`: writing the
+ * left object also makes the right one "written". Names are compared bare (schema dropped),
+ * lower-cased unless double-quoted, as the parser folds identifiers. Throws on a bad entry.
+ */
+export function parseDmlRelationships(list: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const raw of list.split(',')) {
+    const entry = raw.trim();
+    if (entry === '') continue;
+    const colon = entry.indexOf(':');
+    const from = colon < 0 ? '' : dmlObjectName(entry.slice(0, colon));
+    const to = colon < 0 ? '' : dmlObjectName(entry.slice(colon + 1));
+    if (from === '' || to === '') throw new Error(`invalid dml_adaptive_object_relationship_list entry "${entry}": expected object:dependent`);
+    const deps = out.get(from) ?? [];
+    if (!deps.includes(to)) deps.push(to);
+    out.set(from, deps);
+  }
+  return out;
+}
+
+/** `Public.T` → `t`, `"T"` → `T`, `f ( )` → `f()`. */
+function dmlObjectName(written: string): string {
+  let w = written.trim();
+  const fn = /\(\s*\)$/.test(w);
+  if (fn) w = w.replace(/\(\s*\)$/, '').trim();
+  const bare = bareName(w.includes('"') ? w : w.toLowerCase()).replace(/"/g, '');
+  return bare === '' ? '' : fn ? `${bare}()` : bare;
+}
+
+/** The last part of a possibly schema-qualified name. */
+export function bareName(name: string): string {
+  return name.slice(name.lastIndexOf('.') + 1);
+}
+
+/**
+ * Catalog facts the gate needs beyond the statement text, answered from a cache of pg_proc and
+ * pg_class lookups: true / false, or undefined when not known yet (a lookup is needed).
+ */
+export interface CatalogView {
+  /** Has a function of this name (`f`: any schema, `s.f`: schema s) a VOLATILE overload? */
+  volatile(name: string): boolean | undefined;
+  /** Is this relation (`t`: any schema, `s.t`: schema s) an unlogged table? */
+  unlogged(name: string): boolean | undefined;
+}
+
+/** A CatalogView that knows nothing: every user function counts as volatile, no table as unlogged. */
+export const NO_CATALOG: CatalogView = { volatile: () => true, unlogged: () => false };
+
+/** Does `name` need its volatility from pg_proc (both function lists empty and not a known built-in)? */
+export function needsVolatility(name: string, s: RouteSettings): boolean {
+  if (s.readOnlyFunctions.length > 0 || s.writeFunctions.length > 0) return false;
+  const dot = name.lastIndexOf('.');
+  if (dot >= 0 && name.slice(0, dot) !== 'pg_catalog') return true;
+  return !NON_VOLATILE_BUILTINS.has((dot < 0 ? name : name.slice(dot + 1)).toLowerCase());
+}
+
+/**
+ * Is `name` (as written: `f` or `schema.f`) a function that writes, by Pgpool-II's rules?
+ * Undefined when that depends on pg_proc and `catalog` does not know yet.
+ */
+export function isWriteFunction(name: string, s: RouteSettings, catalog: CatalogView = NO_CATALOG): boolean | undefined {
   if (s.readOnlyFunctions.length > 0) return !s.readOnlyFunctions.some((r) => r.test(name));
   if (s.writeFunctions.length > 0) return s.writeFunctions.some((r) => r.test(name));
-  // Neither list: volatility decides. Built-ins are known; anything else is taken as volatile.
-  const dot = name.lastIndexOf('.');
-  const schema = dot < 0 ? '' : name.slice(0, dot);
-  const bare = dot < 0 ? name : name.slice(dot + 1);
-  if (schema !== '' && schema !== 'pg_catalog') return true;
-  return !NON_VOLATILE_BUILTINS.has(bare.toLowerCase());
+  // Neither list: volatility decides. Built-ins are known; anything else is asked of pg_proc.
+  return needsVolatility(name, s) ? catalog.volatile(name) : false;
 }
+
+/** True when the statement calls a function that writes, or whose volatility is not known (the safe side). */
+export function callsWriteFunction(c: Classification, s: RouteSettings, catalog: CatalogView): boolean {
+  for (const f of c.functions) if (isWriteFunction(f, s, catalog) !== false) return true;
+  return false;
+}
+
+/**
+ * primaryReason's answer when the decision depends on catalog facts not cached yet: the caller
+ * looks them up (see catalog-cache.ts) and asks again. Compared by identity.
+ */
+export const NEEDS_CATALOG_LOOKUP = 'catalog lookup needed';
 
 /** What the session tells the gate about itself. */
 export interface SessionRouteState {
@@ -89,24 +171,49 @@ export interface SessionRouteState {
   /** The transaction was opened READ WRITE or SERIALIZABLE. */
   readonly pinned: boolean;
   readonly tempTables: ReadonlySet<string>;
+  /** dml_adaptive: bare names of the tables (and `f()` functions) written in this transaction, with their dependents. */
+  readonly written: ReadonlySet<string>;
 }
 
-/** Why a balanceable statement must still go to the primary, or null when it may be balanced. */
-export function primaryReason(c: Classification, sql: string, st: SessionRouteState, s: RouteSettings): string | null {
+/**
+ * Why a balanceable statement must still go to the primary, or null when it may be balanced, or
+ * NEEDS_CATALOG_LOOKUP when only pg_proc / pg_class facts `catalog` does not have can tell.
+ */
+export function primaryReason(
+  c: Classification,
+  sql: string,
+  st: SessionRouteState,
+  s: RouteSettings,
+  catalog: CatalogView = NO_CATALOG,
+): string | null {
   if (!s.loadBalance) return 'load_balance_mode is off';
   if (c.leadingComment && !s.allowSqlComments) return 'leading comment (allow_sql_comments is off)';
   if (st.pinned) return 'transaction is READ WRITE or SERIALIZABLE';
   if (st.writing && (st.inTransaction || s.disableLbOnWrite === 'always')) return 'in writing transaction';
-  for (const f of c.functions) if (isWriteFunction(f, s)) return `write function ${f}`;
+  let unknown = false;
+  for (const f of c.functions) {
+    const writes = isWriteFunction(f, s, catalog);
+    if (writes === true) return `write function ${f}`;
+    if (writes === undefined) unknown = true;
+  }
   for (const r of c.relations) {
     const lower = r.toLowerCase();
     const bare = lower.slice(lower.lastIndexOf('.') + 1);
     if (lower.startsWith('pg_catalog.') || lower.startsWith('information_schema.') || (bare.startsWith('pg_') && !lower.includes('.')))
       return `system catalog ${r}`;
     if (st.tempTables.has(bare)) return `temporary table ${r}`;
+    if (s.checkUnloggedTable) {
+      const u = catalog.unlogged(r);
+      if (u === true) return `unlogged table ${r}`;
+      if (u === undefined) unknown = true;
+    }
+  }
+  if (st.written.size > 0 && st.inTransaction) {
+    for (const r of c.relations) if (st.written.has(bareName(r))) return `dml_adaptive: ${r} was written in this transaction`;
+    for (const f of c.functions) if (st.written.has(`${bareName(f)}()`)) return `dml_adaptive: ${f}() depends on a table written in this transaction`;
   }
   for (const p of s.primaryPatterns) if (p.test(sql)) return 'primary_routing_query_pattern_list';
-  return null;
+  return unknown ? NEEDS_CATALOG_LOOKUP : null;
 }
 
 /** Weighted random choice among `candidates` (weight > 0); undefined if none has weight. */

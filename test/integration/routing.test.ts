@@ -7,17 +7,34 @@ import pg from 'pg';
 import { getCluster } from '../harness/cluster.ts';
 import { startProxy, type ProxyHandle } from '../harness/proxy.ts';
 import { sql, waitForReplication, type Cluster } from '../../rig/cluster.ts';
+import { RawConn, frame, queryMessage, startupPacket, terminateMessage } from './raw-client.ts';
 
 let c: Cluster;
 const proxies: ProxyHandle[] = [];
 
 before(async () => {
   c = await getCluster();
-  await sql(c, c.primary, `DROP TABLE IF EXISTS route_t; CREATE TABLE route_t (id int primary key, v text);
+  await sql(c, c.primary, `DROP VIEW IF EXISTS route_v2; DROP TABLE IF EXISTS route_t; CREATE TABLE route_t (id int primary key, v text);
     INSERT INTO route_t SELECT g, 'v' || g FROM generate_series(1, 10) g;
     CREATE SEQUENCE IF NOT EXISTS route_seq;
     CREATE OR REPLACE FUNCTION route_stable() RETURNS text LANGUAGE sql STABLE AS $$ SELECT current_setting('port') $$;
-    GRANT ALL ON route_t, route_seq TO PUBLIC;`);
+    GRANT ALL ON route_t, route_seq TO PUBLIC;
+    CREATE OR REPLACE FUNCTION route_vol() RETURNS int LANGUAGE sql VOLATILE AS $$ SELECT 1 $$;
+    CREATE OR REPLACE FUNCTION route_imm(int) RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT $1 $$;
+    CREATE OR REPLACE FUNCTION route_pipe_a() RETURNS int LANGUAGE sql STABLE AS $$ SELECT 1 $$;
+    CREATE OR REPLACE FUNCTION route_pipe_b() RETURNS int LANGUAGE sql VOLATILE AS $$ SELECT 2 $$;
+    CREATE OR REPLACE FUNCTION route_flip() RETURNS int LANGUAGE sql STABLE AS $$ SELECT 1 $$;
+    CREATE OR REPLACE FUNCTION route_dup() RETURNS int LANGUAGE sql STABLE AS $$ SELECT 1 $$;
+    CREATE SCHEMA IF NOT EXISTS route_s;
+    CREATE OR REPLACE FUNCTION route_s.route_dup() RETURNS int LANGUAGE sql VOLATILE AS $$ SELECT 2 $$;
+    CREATE OR REPLACE FUNCTION route_s.route_stable2() RETURNS int LANGUAGE sql STABLE AS $$ SELECT 3 $$;
+    DROP TABLE IF EXISTS route_unlogged, route_t2, route_t3;
+    CREATE UNLOGGED TABLE route_unlogged (id int); INSERT INTO route_unlogged VALUES (1);
+    CREATE TABLE route_t2 (id int); CREATE TABLE route_t3 (id int);
+    CREATE VIEW route_v2 AS SELECT * FROM route_t2;
+    CREATE OR REPLACE FUNCTION route_writer() RETURNS int LANGUAGE sql VOLATILE AS $$ INSERT INTO route_t3 VALUES (1) RETURNING 1 $$;
+    GRANT ALL ON route_unlogged, route_t2, route_t3, route_v2 TO PUBLIC;
+    GRANT USAGE ON SCHEMA route_s TO PUBLIC;`);
   await waitForReplication(c);
 });
 
@@ -61,7 +78,10 @@ const AUTOCOMMIT: Array<[string, 'primary' | 'replica']> = [
   [`SELECT ${P}, nextval('route_seq')`, 'primary'],
   [`SELECT ${P}, random()`, 'primary'],
   [`SELECT ${P}, now()`, 'replica'],
-  [`SELECT ${P}, route_stable()`, 'primary'], // user functions count as volatile without a pg_proc lookup
+  [`SELECT ${P}, route_stable()`, 'replica'], // STABLE in pg_proc
+  [`SELECT ${P}, route_vol()`, 'primary'], // VOLATILE in pg_proc
+  [`SELECT ${P}, route_imm(1), public.route_stable()`, 'replica'],
+  [`SELECT ${P} FROM route_unlogged`, 'primary'],
   [`SELECT ${P} FROM pg_catalog.pg_class LIMIT 1`, 'primary'],
   [`SELECT ${P} FROM pg_stat_activity LIMIT 1`, 'primary'],
   [`WITH x AS (SELECT 1) SELECT ${P} FROM x`, 'replica'],
@@ -253,7 +273,7 @@ test('extended protocol: reads balanced, named statements re-parsed on the prima
   }
 });
 
-test('weights: 1:0 never touches the replica, 1:3 splits sessions within bounds', async () => {
+test('weights: 1:0 never touches the replica, 1:3 splits 2,000 sessions within bounds', async (t) => {
   const p = await startProxy(c, { conf: { backend_weight0: 1, backend_weight1: 0 } });
   proxies.push(p);
   for (let i = 0; i < 30; i++) {
@@ -263,15 +283,34 @@ test('weights: 1:0 never touches the replica, 1:3 splits sessions within bounds'
   }
   const p2 = await startProxy(c, { conf: { backend_weight0: 1, backend_weight1: 3 } });
   proxies.push(p2);
-  const n = 400;
-  let replica = 0;
-  for (let i = 0; i < n; i++) {
-    const cl = await client(p2);
-    if ((await where(cl, `SELECT ${P}`)) === 'replica') replica++;
-    await cl.end();
-  }
-  // Expected 300 of 400; 5 standard deviations (sqrt(400*.75*.25) ≈ 8.7) either side.
-  assert.ok(Math.abs(replica - 300) < 44, `replica sessions ${replica} of ${n}`);
+  // Sessions are cheap through the proxy's pool; the client side is kept cheap too: raw protocol
+  // sessions of the trust user (no SCRAM exchange per connect), two at a time.
+  const n = 2000;
+  const workers = 2;
+  const landed = { primary: 0, replica: 0 };
+  await Promise.all(
+    Array.from({ length: workers }, async () => {
+      for (let i = 0; i < n / workers; i++) {
+        const raw = await rawSession(p2);
+        raw.write(queryMessage(`SELECT ${P}`));
+        const { found, seen } = await raw.readUntil('Z');
+        assert.ok(found, 'query answered');
+        const row = seen.find((m) => m.type === 'D');
+        assert.ok(row, 'a row');
+        const port = Number(dataRow(row.body)[0]);
+        assert.ok(port === c.primary.port || port === c.replica.port, `port ${port}`);
+        landed[port === c.primary.port ? 'primary' : 'replica']++;
+        raw.write(terminateMessage());
+        raw.end();
+        await raw.waitClosed(5000);
+      }
+    }),
+  );
+  assert.equal(landed.primary + landed.replica, n);
+  t.diagnostic(`1:3 weighting: ${landed.replica} of ${n} sessions on the replica`);
+  // Binomial(2000, 0.75): mean 1500, standard deviation sqrt(2000 * 0.75 * 0.25) ≈ 19.4. Five
+  // deviations either side (false alarm about 6e-7); a 1:1 or 1:2 weighting lands far outside.
+  assert.ok(Math.abs(landed.replica - 1500) < 97, `replica sessions ${landed.replica} of ${n}`);
 });
 
 test('statement_level_load_balance spreads the reads of one session', async () => {
@@ -337,4 +376,265 @@ test('redirect preference lists: application_name, then database, then user', as
   assert.deepEqual([...(await landing('half_split'))].sort(), ['primary', 'replica']);
   // No application rule matches: the database rule (app → primary) wins over the user rule.
   assert.deepEqual([...(await landing('other'))], ['primary']);
+});
+
+/** Opens a raw protocol session through the proxy as the rig's trust user (no password exchange). */
+async function rawSession(p: ProxyHandle): Promise<RawConn> {
+  const raw = await RawConn.connect(p.port);
+  raw.write(startupPacket({ user: c.users.trust.name, database: c.database }));
+  const { found } = await raw.readUntil('Z');
+  assert.ok(found, 'session ready');
+  return raw;
+}
+
+const cstr = (s: string): Buffer => Buffer.from(`${s}\0`);
+const int16 = (n: number): Buffer => {
+  const b = Buffer.alloc(2);
+  b.writeInt16BE(n);
+  return b;
+};
+const int32 = (n: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeInt32BE(n);
+  return b;
+};
+/** Parse, Bind, Execute and Sync of an unnamed statement without parameters. */
+function extendedQuery(text: string): Buffer {
+  return Buffer.concat([
+    frame('P', Buffer.concat([cstr(''), cstr(text), int16(0)])),
+    frame('B', Buffer.concat([cstr(''), cstr(''), int16(0), int16(0), int16(0)])),
+    frame('E', Buffer.concat([cstr(''), int32(0)])),
+    frame('S'),
+  ]);
+}
+/** The text columns of a DataRow body. */
+function dataRow(body: Buffer): string[] {
+  const out: string[] = [];
+  let at = 2;
+  for (let i = 0; i < body.readInt16BE(0); i++) {
+    const len = body.readInt32BE(at);
+    at += 4;
+    out.push(len < 0 ? '' : body.toString('utf8', at, at + len));
+    at += Math.max(0, len);
+  }
+  return out;
+}
+
+test('function volatility comes from pg_proc: VOLATILE user functions are writes, others are balanced', async () => {
+  const p = await proxy();
+  const cl = await client(p);
+  const notices: string[] = [];
+  cl.on('notice', (n) => notices.push(n.message ?? ''));
+  try {
+    await cl.query('SET pgrouter.trace_routing = on');
+    assert.equal(await where(cl, `SELECT ${P}, route_vol()`), 'primary');
+    assert.ok(notices.some((n) => /node 0 \(primary\): write function route_vol$/.test(n)), notices.join('\n'));
+    assert.equal(await where(cl, `SELECT ${P}, route_vol()`), 'primary', 'cached answer');
+    assert.equal(await where(cl, `SELECT ${P}, route_stable()`), 'replica');
+    assert.equal(await where(cl, `SELECT ${P}, route_imm(2)`), 'replica');
+    // An unqualified name counts as volatile if any schema has a volatile overload; a qualified one looks in its schema.
+    assert.equal(await where(cl, `SELECT ${P}, route_dup()`), 'primary');
+    assert.equal(await where(cl, `SELECT ${P}, public.route_dup()`), 'replica');
+    assert.equal(await where(cl, `SELECT ${P}, route_s.route_dup()`), 'primary');
+    assert.equal(await where(cl, `SELECT ${P}, route_s.route_stable2()`), 'replica');
+    // Built-ins are decided without a lookup, as before.
+    assert.equal(await where(cl, `SELECT ${P}, random()`), 'primary');
+    // Extended protocol: the batch waits for the lookup too.
+    assert.equal(Number((await cl.query({ text: `SELECT ${P} AS port, route_pipe_b() AS x, $1::int AS y`, values: [1] })).rows[0].port), c.primary.port);
+    assert.equal(Number((await cl.query({ name: 'vol_named', text: `SELECT ${P} AS port, route_pipe_a() AS x`, values: [] })).rows[0].port), c.replica.port);
+    // A volatile function in a transaction makes it a writing one (disable_load_balance_on_write = transaction).
+    await cl.query('BEGIN');
+    assert.equal(await where(cl, `SELECT ${P}, route_stable()`), 'replica');
+    assert.equal(await where(cl, `SELECT ${P}, route_vol()`), 'primary');
+    assert.equal(await where(cl, `SELECT ${P}`), 'primary', 'after a write function, the transaction stays on the primary');
+    await cl.query('COMMIT');
+  } finally {
+    await cl.end();
+  }
+  // With a function list set, pg_proc is not asked: a VOLATILE function outside write_function_list is balanced.
+  const p2 = await proxy({ write_function_list: 'nextval' });
+  const cl2 = await client(p2);
+  try {
+    assert.equal(await where(cl2, `SELECT ${P}, route_vol()`), 'replica');
+  } finally {
+    await cl2.end();
+  }
+});
+
+test('unlogged tables are read on the primary (check_unlogged_table)', async () => {
+  const p = await proxy();
+  const cl = await client(p);
+  const notices: string[] = [];
+  cl.on('notice', (n) => notices.push(n.message ?? ''));
+  try {
+    await cl.query('SET pgrouter.trace_routing = on');
+    assert.equal(await where(cl, `SELECT ${P} FROM route_unlogged`), 'primary');
+    assert.ok(notices.some((n) => /node 0 \(primary\): unlogged table route_unlogged$/.test(n)), notices.join('\n'));
+    assert.equal(await where(cl, `SELECT ${P} FROM public.route_unlogged`), 'primary');
+    assert.equal(await where(cl, `SELECT ${P} FROM route_t JOIN route_unlogged ON route_t.id = route_unlogged.id`), 'primary');
+    assert.equal(await where(cl, `SELECT ${P} FROM route_t LIMIT 1`), 'replica');
+    assert.equal(Number((await cl.query({ text: `SELECT ${P} AS port FROM route_unlogged WHERE id = $1`, values: [1] })).rows[0].port), c.primary.port);
+  } finally {
+    await cl.end();
+  }
+  // Off: the read is balanced, and the replica refuses it (which proves where it went).
+  const p2 = await proxy({ check_unlogged_table: 'off' });
+  const cl2 = await client(p2);
+  try {
+    await assert.rejects(cl2.query(`SELECT ${P} FROM route_unlogged`), /cannot access temporary or unlogged relations during recovery/);
+  } finally {
+    await cl2.end();
+  }
+});
+
+test('catalog lookups are cached for relcache_expire seconds; DDL through pgrouter forgets them', async () => {
+  await sql(c, c.primary, 'ALTER FUNCTION route_flip() STABLE');
+  const p = await proxy({ relcache_expire: 2 });
+  const cl = await client(p);
+  try {
+    assert.equal(await where(cl, `SELECT ${P}, route_flip()`), 'replica');
+    const t0 = Date.now();
+    // Behind pgrouter's back: the cached answer stands until it expires.
+    await sql(c, c.primary, 'ALTER FUNCTION route_flip() VOLATILE');
+    assert.equal(await where(cl, `SELECT ${P}, route_flip()`), 'replica', 'cached (stale) answer within relcache_expire');
+    assert.ok(Date.now() - t0 < 1500, 'the cached read ran within the expiry time');
+    await new Promise((r) => setTimeout(r, 2100 - (Date.now() - t0)));
+    assert.equal(await where(cl, `SELECT ${P}, route_flip()`), 'primary', 'looked up again after relcache_expire');
+    // Through pgrouter: DDL forgets the cached facts at once.
+    await cl.query('ALTER FUNCTION route_flip() STABLE');
+    assert.equal(await where(cl, `SELECT ${P}, route_flip()`), 'replica', 'DDL through pgrouter forgets the cache');
+  } finally {
+    await cl.end();
+    await sql(c, c.primary, 'ALTER FUNCTION route_flip() STABLE');
+  }
+});
+
+test('a statement waiting for a catalog lookup holds the requests pipelined behind it, in order', async () => {
+  const p = await proxy();
+  const raw = await rawSession(p);
+  try {
+    // Query (lookup: STABLE), Query (no lookup), Parse/Bind/Execute/Sync (lookup: VOLATILE), Query, in one write.
+    raw.write(
+      Buffer.concat([
+        queryMessage(`SELECT ${P}, 'q1', route_pipe_a()`),
+        queryMessage(`SELECT ${P}, 'q2'`),
+        extendedQuery(`SELECT ${P}, 'q3', route_pipe_b()`),
+        queryMessage(`SELECT ${P}, 'q4', route_imm(4)`),
+      ]),
+    );
+    const rows: string[][] = [];
+    for (let i = 0; i < 4; i++) {
+      const { found, seen } = await raw.readUntil('Z', 15_000);
+      assert.ok(found, `reply ${i + 1} complete`);
+      assert.equal(seen.find((m) => m.type === 'E'), undefined, `no error in reply ${i + 1}`);
+      rows.push(...seen.filter((m) => m.type === 'D').map((m) => dataRow(m.body)));
+    }
+    const port = (n: 'primary' | 'replica'): string => String(c[n].port);
+    assert.deepEqual(
+      rows.map((r) => [r[0], r[1]]),
+      [
+        [port('replica'), 'q1'],
+        [port('replica'), 'q2'],
+        [port('primary'), 'q3'],
+        [port('replica'), 'q4'],
+      ],
+    );
+  } finally {
+    raw.write(terminateMessage());
+    raw.end();
+  }
+});
+
+test('a failed catalog lookup sends the statement to the primary', async () => {
+  // One more connection allowed (earlier tests' proxies may keep some in their pools): the
+  // session's own primary connection takes it, so the lookup's connection is refused.
+  const open = Number(await sql(c, c.primary, `SELECT count(*) FROM pg_stat_activity WHERE usename = '${c.users.trust.name}'`));
+  await sql(c, c.primary, `ALTER ROLE ${c.users.trust.name} CONNECTION LIMIT ${open + 1}`);
+  const p = await proxy();
+  try {
+    const cl = new pg.Client({ connectionString: p.url(c.users.trust.name) });
+    cl.on('error', () => undefined);
+    await cl.connect();
+    try {
+      assert.equal(await where(cl, `SELECT ${P}`), 'replica', 'plain reads are still balanced');
+      assert.equal(await where(cl, `SELECT ${P}, route_stable()`), 'primary', 'unknown volatility counts as a write');
+      await p.waitForLog(/catalog lookup failed/);
+      assert.equal(await where(cl, `SELECT ${P} FROM route_t LIMIT 1`), 'primary', 'unknown persistence goes to the primary');
+    } finally {
+      await cl.end();
+    }
+  } finally {
+    await sql(c, c.primary, `ALTER ROLE ${c.users.trust.name} CONNECTION LIMIT -1`);
+  }
+});
+
+test('dml_adaptive: after a write in a transaction, reads of that table and its dependents go to the primary', async () => {
+  const p = await proxy({
+    disable_load_balance_on_write: 'dml_adaptive',
+    dml_adaptive_object_relationship_list: 'route_t2:route_v2,route_writer():route_t3',
+  });
+  const cl = await client(p);
+  const notices: string[] = [];
+  cl.on('notice', (n) => notices.push(n.message ?? ''));
+  const T = `${P} FROM route_t LIMIT 1`;
+  const count = (rel: string): string => `SELECT ${P}, (SELECT count(*) FROM ${rel})`;
+  try {
+    await cl.query('SET pgrouter.trace_routing = on');
+    assert.equal(await where(cl, `SELECT ${T}`), 'replica'); // opens the replica connection
+    await cl.query('BEGIN');
+    assert.equal(await where(cl, count('route_t2')), 'replica', 'before the write');
+    assert.equal(await where(cl, `INSERT INTO route_t2 VALUES (1) RETURNING ${P}`), 'primary');
+    assert.equal(await where(cl, `SELECT ${T}`), 'replica', 'a table not written still balances');
+    assert.equal(await where(cl, count('route_t2')), 'primary', 'the written table');
+    assert.ok(notices.some((n) => /node 0 \(primary\): dml_adaptive: route_t2 was written in this transaction$/.test(n)), notices.join('\n'));
+    assert.equal(await where(cl, count('public.route_t2')), 'primary', 'the written table, schema-qualified');
+    assert.equal(await where(cl, count('route_v2')), 'primary', 'a dependent listed in dml_adaptive_object_relationship_list');
+    assert.equal(await where(cl, count('route_t3')), 'replica', 'route_t3 is not written yet');
+    assert.equal(await where(cl, `SELECT ${P}, route_writer()`), 'primary', 'write function');
+    assert.equal(await where(cl, count('route_t3')), 'primary', 'route_writer() writes route_t3');
+    await cl.query('SAVEPOINT s1');
+    await cl.query('SET LOCAL work_mem = 4096');
+    assert.equal(await where(cl, `SELECT ${T}`), 'replica', 'SET and SAVEPOINT write no table');
+    await cl.query('COMMIT');
+    assert.equal(await where(cl, count('route_t2')), 'replica', 'the state resets at transaction end');
+    await cl.query('BEGIN');
+    assert.equal(await where(cl, count('route_t2')), 'replica', 'a new transaction starts clean');
+    await cl.query('ROLLBACK');
+    // A write whose tables pgrouter cannot name makes the whole transaction a writing one.
+    await cl.query('BEGIN');
+    assert.equal(await where(cl, `SELECT ${T}`), 'replica');
+    await cl.query('DO $$ BEGIN INSERT INTO route_t2 VALUES (2); END $$');
+    assert.equal(await where(cl, `SELECT ${T}`), 'primary', 'after DO');
+    await cl.query('COMMIT');
+    // Extended protocol: a named INSERT bound again counts as a write each time it runs.
+    const ins = { name: 'dml_ins', text: 'INSERT INTO route_t2 VALUES ($1)', values: [3] };
+    await cl.query(ins);
+    await cl.query('BEGIN');
+    assert.equal(await where(cl, `SELECT ${T}`), 'replica');
+    await cl.query(ins);
+    const sel = await cl.query({ name: 'dml_sel', text: `SELECT ${P} AS port, (SELECT count(*) FROM route_t2) AS n, $1::int AS x`, values: [1] });
+    assert.equal(Number(sel.rows[0].port), c.primary.port, 'named read of the table the named INSERT wrote');
+    const other = await cl.query({ name: 'dml_t', text: `SELECT ${P} AS port FROM route_t WHERE id = $1`, values: [1] });
+    assert.equal(Number(other.rows[0].port), c.replica.port, 'named read of another table');
+    await cl.query('COMMIT');
+  } finally {
+    await cl.end();
+  }
+});
+
+test('disable_load_balance_on_write = transaction: a named write bound again inside a transaction sends later reads to the primary', async () => {
+  const p = await proxy();
+  const cl = await client(p);
+  try {
+    const upd = { name: 'tx_upd', text: 'UPDATE route_t SET v = v WHERE id = $1', values: [7] };
+    await cl.query(upd); // parsed here, outside any transaction
+    assert.equal(await where(cl, `SELECT ${P}`), 'replica');
+    await cl.query('BEGIN');
+    assert.equal(await where(cl, `SELECT ${P}`), 'replica');
+    await cl.query(upd); // Bind and Execute only
+    assert.equal(await where(cl, `SELECT ${P}`), 'primary', 'read after the named UPDATE');
+    await cl.query('COMMIT');
+  } finally {
+    await cl.end();
+  }
 });
