@@ -1,7 +1,9 @@
 // The catalog facts routing needs and the statement text cannot give: whether a function has a
 // VOLATILE overload (pg_proc) and whether a table is unlogged (pg_class). Cached per database
 // for every session (relcache_size entries, relcache_expire seconds), looked up in one query
-// per statement for the names not known yet, and never twice at once for the same name.
+// per statement for the names not known yet, and never twice at once for the same name. A
+// database without any unlogged table (the usual case) is remembered as such, so its reads
+// skip the per-table check altogether.
 
 import type { Classification } from './statement.ts';
 import { needsVolatility, type CatalogView, type RouteSettings } from './route.ts';
@@ -14,12 +16,18 @@ interface Entry {
   readonly expires: number;
   readonly map: Map<string, Entry>;
   readonly name: string;
+  readonly db: DatabaseFacts;
 }
+
+/** The unlogged-table fact under this name means "the database has some unlogged table". */
+export const ANY_RELATION = '';
 
 /** The cached facts of one database (its catalog is the same on every node). */
 export class DatabaseFacts {
   readonly volatile = new Map<string, Entry>();
   readonly unlogged = new Map<string, Entry>();
+  /** unlogged's ANY_RELATION entry, kept at hand: every balanceable read asks it. */
+  anyUnlogged: Entry | undefined = undefined;
   /** Lookups running now, by `kind\0name`. */
   readonly inflight = new Map<string, Promise<boolean>>();
   constructor(readonly database: string) {}
@@ -56,6 +64,7 @@ function split(name: string): [string | undefined, string] {
 
 /** The boolean expression that answers one fact; an unqualified name matches in any schema (the safe side). */
 function factExpression(kind: Kind, name: string): string {
+  if (kind === 'unlogged' && name === ANY_RELATION) return `EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relpersistence = 'u')`;
   const [schema, bare] = split(name);
   if (kind === 'volatile')
     return schema === undefined
@@ -73,6 +82,11 @@ export function catalogQueryText(facts: ReadonlyArray<readonly [Kind, string]>):
   return `SELECT ${facts.map(([k, n]) => factExpression(k, n)).join(', ')}`;
 }
 
+/** Date.now() costs tens of nanoseconds per call; expiry checks read this, refreshed every 200 ms while some cache expires entries. */
+let coarseNow = Date.now();
+let ticker: NodeJS.Timeout | undefined;
+const coarseClock = (): number => coarseNow;
+
 export class CatalogCache {
   private readonly databases = new Map<string, DatabaseFacts>();
   /** Every entry, oldest first: the eviction order when relcache_size is reached. */
@@ -80,12 +94,17 @@ export class CatalogCache {
   private size = 256;
   private expireMs = 0;
 
-  constructor(private readonly now: () => number = Date.now) {}
+  constructor(private readonly now: () => number = coarseClock) {}
 
   /** relcache_size and relcache_expire (restart-only settings; applied to later entries). */
   configure(size: number, expireSeconds: number): void {
     this.size = size;
     this.expireMs = expireSeconds * 1000;
+    if (this.expireMs > 0 && this.now === coarseClock && ticker === undefined) {
+      coarseNow = Date.now();
+      ticker = setInterval(() => (coarseNow = Date.now()), 200);
+      ticker.unref();
+    }
   }
 
   /** The facts of `database`, created on first use; sessions keep the object for their lookups. */
@@ -119,13 +138,15 @@ export class CatalogCache {
       if (oldest === undefined) break;
       this.remove(oldest);
     }
-    const e: Entry = { value, expires: this.expireMs > 0 ? this.now() + this.expireMs : Infinity, map, name };
+    const e: Entry = { value, expires: this.expireMs > 0 ? this.now() + this.expireMs : Infinity, map, name, db };
     map.set(name, e);
     this.order.add(e);
+    if (kind === 'unlogged' && name === ANY_RELATION) db.anyUnlogged = e;
   }
 
   private remove(e: Entry): void {
     if (e.map.get(e.name) === e) e.map.delete(e.name);
+    if (e.db.anyUnlogged === e) e.db.anyUnlogged = undefined;
     this.order.delete(e);
   }
 
@@ -134,6 +155,7 @@ export class CatalogCache {
     for (const map of [db.volatile, db.unlogged]) for (const e of map.values()) this.order.delete(e);
     db.volatile.clear();
     db.unlogged.clear();
+    db.anyUnlogged = undefined;
   }
 
   /** Number of cached facts (for tests and SHOW). */
@@ -151,9 +173,14 @@ export class CatalogCache {
     for (const f of c.functions)
       if (needsVolatility(f, s) && this.get(db, 'volatile', f) === undefined && fresh?.volatile.get(f) === undefined && !volatile.includes(f))
         volatile.push(f);
-    if (s.checkUnloggedTable)
-      for (const r of c.relations)
-        if (this.get(db, 'unlogged', r) === undefined && fresh?.unlogged.get(r) === undefined && !unlogged.includes(r)) unlogged.push(r);
+    if (s.checkUnloggedTable && c.relations.length > 0) {
+      const any = this.get(db, 'unlogged', ANY_RELATION) ?? fresh?.unlogged.get(ANY_RELATION);
+      // Not known whether the database has unlogged tables: ask that and the tables at once.
+      if (any === undefined) unlogged.push(ANY_RELATION);
+      if (any !== false)
+        for (const r of c.relations)
+          if (this.get(db, 'unlogged', r) === undefined && fresh?.unlogged.get(r) === undefined && !unlogged.includes(r)) unlogged.push(r);
+    }
     return volatile.length + unlogged.length === 0 ? undefined : { volatile, unlogged };
   }
 
@@ -222,9 +249,21 @@ export class CatalogCache {
 
   /** A CatalogView over the cache and a session's fresh facts (built once per session). */
   view(db: DatabaseFacts, fresh: () => FreshFacts | null): CatalogView {
+    // The maps are read directly: this runs for every relation of every balanceable read.
+    const volatile = db.volatile;
+    const unlogged = db.unlogged;
+    const answer = (e: Entry | undefined): boolean | undefined => {
+      if (e === undefined) return undefined;
+      if (e.expires !== Infinity && e.expires <= this.now()) {
+        this.remove(e);
+        return undefined;
+      }
+      return e.value;
+    };
     return {
-      volatile: (name) => this.get(db, 'volatile', name) ?? fresh()?.volatile.get(name),
-      unlogged: (name) => this.get(db, 'unlogged', name) ?? fresh()?.unlogged.get(name),
+      volatile: (name) => answer(volatile.get(name)) ?? fresh()?.volatile.get(name),
+      unlogged: (name) => answer(unlogged.get(name)) ?? fresh()?.unlogged.get(name),
+      anyUnlogged: () => answer(db.anyUnlogged) ?? fresh()?.unlogged.get(ANY_RELATION),
     };
   }
 }

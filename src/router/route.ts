@@ -127,10 +127,12 @@ export interface CatalogView {
   volatile(name: string): boolean | undefined;
   /** Is this relation (`t`: any schema, `s.t`: schema s) an unlogged table? */
   unlogged(name: string): boolean | undefined;
+  /** Has the database any unlogged table at all? (When not, no relation needs asking.) */
+  anyUnlogged(): boolean | undefined;
 }
 
 /** A CatalogView that knows nothing: every user function counts as volatile, no table as unlogged. */
-export const NO_CATALOG: CatalogView = { volatile: () => true, unlogged: () => false };
+export const NO_CATALOG: CatalogView = { volatile: () => true, unlogged: () => false, anyUnlogged: () => false };
 
 /** Does `name` need its volatility from pg_proc (both function lists empty and not a known built-in)? */
 export function needsVolatility(name: string, s: RouteSettings): boolean {
@@ -196,13 +198,16 @@ export function primaryReason(
     if (writes === true) return `write function ${f}`;
     if (writes === undefined) unknown = true;
   }
+  // Once per statement: in a database without unlogged tables no relation is asked about.
+  const anyUnlogged = s.checkUnloggedTable && c.relations.length > 0 ? catalog.anyUnlogged() : false;
+  if (anyUnlogged === undefined) unknown = true;
   for (const r of c.relations) {
     const lower = r.toLowerCase();
     const bare = lower.slice(lower.lastIndexOf('.') + 1);
     if (lower.startsWith('pg_catalog.') || lower.startsWith('information_schema.') || (bare.startsWith('pg_') && !lower.includes('.')))
       return `system catalog ${r}`;
     if (st.tempTables.has(bare)) return `temporary table ${r}`;
-    if (s.checkUnloggedTable) {
+    if (anyUnlogged === true) {
       const u = catalog.unlogged(r);
       if (u === true) return `unlogged table ${r}`;
       if (u === undefined) unknown = true;

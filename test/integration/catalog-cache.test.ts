@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { getCluster } from '../harness/cluster.ts';
 import { sql, type Cluster } from '../../rig/cluster.ts';
-import { CatalogCache, catalogQueryText, freshFacts, type CatalogQuery } from '../../src/router/catalog-cache.ts';
+import { ANY_RELATION, CatalogCache, catalogQueryText, freshFacts, type CatalogQuery } from '../../src/router/catalog-cache.ts';
 
 let c: Cluster;
 let db: pg.Client;
@@ -46,7 +46,7 @@ test('pg_proc and pg_class answers, per schema when qualified, in any schema whe
     d,
     {
       volatile: ['cc_vol', 'cc_stable', 'public.cc_stable', 'cc_s.cc_stable', 'nextval', 'pg_catalog.now', 'cc_missing', "o'dd\\name"],
-      unlogged: ['cc_unlogged', 'cc_logged', 'public.cc_logged', 'cc_s.cc_logged', 'cc_missing'],
+      unlogged: ['cc_unlogged', 'cc_logged', 'public.cc_logged', 'cc_s.cc_logged', 'cc_missing', ANY_RELATION],
     },
     run,
     into,
@@ -69,11 +69,33 @@ test('pg_proc and pg_class answers, per schema when qualified, in any schema whe
     'public.cc_logged': false,
     'cc_s.cc_logged': true,
     cc_missing: false,
+    [ANY_RELATION]: true,
   });
+  assert.equal(d.anyUnlogged?.value, true, 'kept at hand for the per-statement check');
   assert.equal(cache.get(d, 'volatile', 'cc_vol'), true, 'cached');
   assert.equal(cache.get(d, 'unlogged', 'public.cc_logged'), false, 'cached');
   assert.equal(cache.get(cache.database('other'), 'volatile', 'cc_vol'), undefined, 'per database');
   assert.match(catalogQueryText([['volatile', "a'b"]]), /proname = E'a''b'/);
+});
+
+test('a database without unlogged tables is known as such', async () => {
+  const other = new pg.Client({ host: c.primary.host, port: c.primary.port, user: c.users.superuser.name, password: c.users.superuser.password, database: 'postgres' });
+  other.on('error', () => undefined);
+  await other.connect();
+  try {
+    const cache = new CatalogCache();
+    const d = cache.database('postgres');
+    const into = freshFacts();
+    const runOther: CatalogQuery = async (text) =>
+      (await other.query({ text, rowMode: 'array', types: { getTypeParser: () => (v: string) => v } })).rows as string[][];
+    await cache.lookUp(d, { volatile: [], unlogged: [ANY_RELATION] }, runOther, into);
+    assert.equal(into.unlogged.get(ANY_RELATION), false);
+    assert.equal(cache.view(d, () => null).anyUnlogged(), false);
+    cache.forget(d);
+    assert.equal(cache.view(d, () => null).anyUnlogged(), undefined, 'forgotten with the rest');
+  } finally {
+    await other.end();
+  }
 });
 
 test('entries expire after relcache_expire; relcache_size bounds them, oldest out first; 0 keeps none', async () => {

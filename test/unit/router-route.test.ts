@@ -45,9 +45,14 @@ function settings(o: Partial<RouteSettings> = {}): RouteSettings {
 
 const IDLE: SessionRouteState = { inTransaction: false, writing: false, pinned: false, tempTables: new Set(), written: new Set() };
 
-/** A catalog that knows the given facts and nothing else. */
+/**
+ * A catalog that knows the given facts and nothing else; "any unlogged table" is unlogged[''] if
+ * given, else whether one of the named tables is unlogged (unknown when none is named).
+ */
 function catalog(volatile: Record<string, boolean>, unlogged: Record<string, boolean>): CatalogView {
-  return { volatile: (n) => volatile[n], unlogged: (n) => unlogged[n] };
+  const names = Object.keys(unlogged).filter((k) => k !== '');
+  const any = unlogged[''] ?? (names.length > 0 ? names.some((k) => unlogged[k]) : undefined);
+  return { volatile: (n) => volatile[n], unlogged: (n) => unlogged[n], anyUnlogged: () => any };
 }
 
 const gate = (sql: string, cat: CatalogView, s = settings(), st = IDLE): string | null => primaryReason(classify(sql), sql, st, s, cat);
@@ -78,6 +83,9 @@ test('unlogged tables: looked up unless check_unlogged_table is off; other rules
   assert.equal(gate('SELECT * FROM s.t', catalog({}, { 's.t': true })), 'unlogged table s.t');
   assert.equal(gate('SELECT * FROM t', catalog({}, { t: false })), null);
   assert.equal(gate('SELECT * FROM t', none, settings({ checkUnloggedTable: false })), null);
+  // A database known to have no unlogged table: its relations are not asked about.
+  assert.equal(gate('SELECT * FROM t JOIN u ON true', catalog({}, { '': false })), null);
+  assert.equal(gate('SELECT * FROM t', catalog({}, { '': true })), NEEDS_CATALOG_LOOKUP);
   // Decided without the catalog: system catalogs, temporary tables, a writing transaction.
   assert.equal(gate('SELECT * FROM pg_class', none), 'system catalog pg_class');
   assert.equal(gate('SELECT * FROM tt', none, settings(), { ...IDLE, tempTables: new Set(['tt']) }), 'temporary table tt');
