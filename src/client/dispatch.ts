@@ -496,6 +496,7 @@ export class Dispatcher {
 
   private endBatch(units: number): void {
     const frames = this.batch;
+    this.lookupFor = null;
     let node: number;
     const parsed: Array<{ name: string; sql: string; c: Classification; frame: Frame }> = [];
     const referenced: string[] = [];
@@ -602,11 +603,12 @@ export class Dispatcher {
       this.afterRoute(p.c, p.sql, node);
     }
     // A statement parsed in an earlier batch runs again: it writes (or begins, or ends) as at its Parse.
-    for (const name of bound)
-      if (!parsed.some((p) => p.name === name)) {
-        const s = this.statements.get(name);
-        if (s) this.trackTransaction(s.c, s.sql);
-      }
+    for (const name of bound) {
+      let parsedHere = false;
+      for (const p of parsed) if (p.name === name) parsedHere = true;
+      const s = parsedHere ? undefined : this.statements.get(name);
+      if (s) this.trackTransaction(s.c, s.sql);
+    }
     this.fresh = null;
     for (const name of closed) this.statements.delete(name);
     // One decision per batch that names a statement (a batch continuing after a Flush was decided before).
