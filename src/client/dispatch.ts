@@ -306,7 +306,11 @@ export class Dispatcher {
     if (c.target === 'all') return { node: primary, all: true, reason: c.reason, category: 'session_command' };
     const why = primaryReason(c, sql, this.state(), this.host.routeSettings(), this.catalog);
     if (why === NEEDS_CATALOG_LOOKUP && this.startLookup(c)) return null;
-    if (why !== null) return { node: primary, all: false, reason: why, category: reasonCategory(why) };
+    if (why !== null) {
+      // After a failed lookup the unknown names counted as volatile / unlogged: say so in the trace.
+      const reason = this.fresh?.error !== undefined ? `${why} (catalog lookup failed)` : why;
+      return { node: primary, all: false, reason, category: reasonCategory(why) };
+    }
     const lb = this.balanceNode();
     return { node: lb, all: false, reason: this.balanceReason, category: reasonCategory(this.balanceReason) };
   }

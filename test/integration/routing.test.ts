@@ -161,13 +161,15 @@ test('a transaction that starts before the replica is open stays on the primary'
   }
 });
 
-test('disable_load_balance_on_write: off, transaction, trans_transaction, always', async () => {
+test('disable_load_balance_on_write: off, transaction, trans_transaction, always, dml_adaptive', async () => {
   const expect: Record<string, [string, string, string, string]> = {
     // read in tx after write, read after commit, read in the next tx, read outside tx after an autocommit write
     off: ['replica', 'replica', 'replica', 'replica'],
     transaction: ['primary', 'replica', 'replica', 'replica'],
     trans_transaction: ['primary', 'replica', 'primary', 'replica'],
     always: ['primary', 'primary', 'primary', 'primary'],
+    // The probe reads no table: dml_adaptive sends it to the primary only after a write of a table it reads.
+    dml_adaptive: ['replica', 'replica', 'replica', 'replica'],
   };
   for (const [mode, want] of Object.entries(expect)) {
     const p = await proxy({ disable_load_balance_on_write: mode });
@@ -555,9 +557,13 @@ test('a failed catalog lookup sends the statement to the primary', async () => {
     const cl = new pg.Client({ connectionString: p.url(c.users.trust.name) });
     cl.on('error', () => undefined);
     await cl.connect();
+    const notices: string[] = [];
+    cl.on('notice', (n) => notices.push(n.message ?? ''));
     try {
+      await cl.query('SET pgrouter.trace_routing = on');
       assert.equal(await where(cl, `SELECT ${P}`), 'replica', 'plain reads are still balanced');
       assert.equal(await where(cl, `SELECT ${P}, route_stable()`), 'primary', 'unknown volatility counts as a write');
+      assert.ok(notices.some((n) => /node 0 \(primary\): write function route_stable \(catalog lookup failed\)$/.test(n)), notices.join('\n'));
       await p.waitForLog(/catalog lookup failed/);
       assert.equal(await where(cl, `SELECT ${P} FROM route_t LIMIT 1`), 'primary', 'unknown persistence goes to the primary');
     } finally {
