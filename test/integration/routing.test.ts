@@ -644,3 +644,49 @@ test('disable_load_balance_on_write = transaction: a named write bound again ins
     await cl.end();
   }
 });
+
+test('relcache_query_target = load_balance_node runs the lookups on the session\'s load-balance node', async () => {
+  const trust = c.users.trust.name;
+  const count = async (n: typeof c.primary): Promise<number> =>
+    Number(await sql(c, n, `SELECT count(*) FROM pg_stat_activity WHERE usename = '${trust}'`));
+  // Connections of the trust user: more on the primary than on the replica, then a limit that
+  // leaves the primary no room beyond a session's own connection, and the replica room for one more.
+  const extra: pg.Client[] = [];
+  let onPrimary = await count(c.primary);
+  const onReplica = await count(c.replica);
+  while (onPrimary <= onReplica) {
+    const x = new pg.Client({ host: c.primary.host, port: c.primary.port, user: trust, database: c.database });
+    x.on('error', () => undefined);
+    await x.connect();
+    extra.push(x);
+    onPrimary++;
+  }
+  await sql(c, c.primary, `ALTER ROLE ${trust} CONNECTION LIMIT ${onPrimary + 1}`);
+  await waitForReplication(c);
+  try {
+    for (const [target, want] of [
+      ['load_balance_node', 'replica'],
+      ['primary', 'primary'], // the lookup's connection to the primary is refused: unknown, so the primary
+    ] as const) {
+      const p = await startProxy(c, { conf: { backend_weight0: 0, backend_weight1: 1, relcache_query_target: target } });
+      try {
+        const cl = new pg.Client({ connectionString: p.url(trust) });
+        cl.on('error', () => undefined);
+        await cl.connect();
+        try {
+          assert.equal(await where(cl, `SELECT ${P}`), 'replica');
+          assert.equal(await where(cl, `SELECT ${P}, route_pipe_a()`), want, `relcache_query_target = ${target}`);
+        } finally {
+          await cl.end();
+        }
+      } finally {
+        await p.stop();
+      }
+      // The stopped proxy's connections are gone before the next one connects.
+      for (let i = 0; i < 100 && (await count(c.primary)) > onPrimary; i++) await new Promise((r) => setTimeout(r, 50));
+    }
+  } finally {
+    await sql(c, c.primary, `ALTER ROLE ${trust} CONNECTION LIMIT -1`);
+    for (const x of extra) await x.end();
+  }
+});
