@@ -25,7 +25,7 @@ import {
   type CatalogView,
   type RouteSettings,
 } from '../router/route.ts';
-import { catalogCache, freshFacts, type DatabaseFacts, type FreshFacts } from '../router/catalog-cache.ts';
+import { catalogCache, freshFacts, mayChangeCatalogFacts, type DatabaseFacts, type FreshFacts } from '../router/catalog-cache.ts';
 import { queryRows, type TextRow } from '../backend/query-rows.ts';
 import type { Classification } from '../router/statement.ts';
 import { reasonCategory } from '../router/reason-category.ts';
@@ -424,7 +424,7 @@ export class Dispatcher {
         else this.writing = true;
       }
     }
-    if (c.kind === 'ddl' && c.createsTemp.length === 0) {
+    if (mayChangeCatalogFacts(c)) {
       // A function or table may have changed: look them up again.
       catalogCache.forget(this.facts);
       if (this.inTransaction()) this.ddlInTx = true;

@@ -50,6 +50,17 @@ export interface MissingFacts {
 /** Runs one catalog query on the node that answers lookups and resolves with its rows. */
 export type CatalogQuery = (sql: string) => Promise<ReadonlyArray<readonly (string | null)[]>>;
 
+/** DDL that cannot change a function's volatility or a table's persistence (frequent in some workloads). */
+const KEEPS_CATALOG_FACTS = new Set(['Truncate', 'Index', 'Reindex', 'Cluster', 'RefreshMatView', 'Comment', 'Grant', 'GrantRole', 'CreateStats']);
+
+/**
+ * True when `c` (sent through pgrouter) may change the facts cached here: DDL other than the
+ * kinds above and CREATE TEMP TABLE (temporary tables are tracked per session).
+ */
+export function mayChangeCatalogFacts(c: Classification): boolean {
+  return c.kind === 'ddl' && c.createsTemp.length === 0 && !KEEPS_CATALOG_FACTS.has(c.reason);
+}
+
 /** A SQL string literal that means `s` whatever standard_conforming_strings is. */
 function literal(s: string): string {
   return `E'${s.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;

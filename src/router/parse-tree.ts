@@ -122,10 +122,14 @@ function writesOrSerializable(options: unknown): boolean {
   return false;
 }
 
-/** The target of an INSERT/UPDATE/DELETE/MERGE and those of its data-modifying CTEs. */
-function dmlWrites(body: Node): string[] {
+/**
+ * The tables an INSERT/UPDATE/DELETE/MERGE writes (its target and those of its data-modifying
+ * CTEs) and the functions it calls (dml_adaptive_object_relationship_list may name them).
+ */
+function dmlFacts(body: Node): { writes: string[]; functions: string[] } {
   const target = rangeVarName(body['relation']);
-  return [...(target === '' ? [] : [target]), ...facts(body).writes];
+  const x = facts(body);
+  return { writes: [...(target === '' ? [] : [target]), ...x.writes], functions: x.functions };
 }
 
 function classifyStatement(stmt: Node): Classification {
@@ -152,13 +156,13 @@ function classifyStatement(stmt: Node): Classification {
       return classification('either', 'SELECT', 'select', extra);
     }
     case 'InsertStmt':
-      return classification('primary', 'INSERT', 'insert', { writes: dmlWrites(body) });
+      return classification('primary', 'INSERT', 'insert', dmlFacts(body));
     case 'UpdateStmt':
-      return classification('primary', 'UPDATE', 'update', { writes: dmlWrites(body) });
+      return classification('primary', 'UPDATE', 'update', dmlFacts(body));
     case 'DeleteStmt':
-      return classification('primary', 'DELETE', 'delete', { writes: dmlWrites(body) });
+      return classification('primary', 'DELETE', 'delete', dmlFacts(body));
     case 'MergeStmt':
-      return classification('primary', 'MERGE', 'other', { writes: dmlWrites(body) });
+      return classification('primary', 'MERGE', 'other', dmlFacts(body));
     case 'TruncateStmt':
       return classification('primary', 'Truncate', 'ddl', { writes: rangeVarList(body['relations']) });
     case 'AlterTableStmt':

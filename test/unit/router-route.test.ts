@@ -5,6 +5,7 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { classify } from '../../src/router/classify.ts';
 import { loadParser } from '../../src/router/parse-tree.ts';
+import { mayChangeCatalogFacts } from '../../src/router/catalog-cache.ts';
 import {
   NEEDS_CATALOG_LOOKUP,
   compileFunctionList,
@@ -115,4 +116,22 @@ test('dml_adaptive_object_relationship_list syntax', () => {
   assert.equal(parseDmlRelationships('').size, 0);
   assert.throws(() => parseDmlRelationships('table_1'), /expected object:dependent/);
   assert.throws(() => parseDmlRelationships('a:'), /expected object:dependent/);
+});
+
+test('DDL through pgrouter that may change volatility or persistence empties the catalog cache; other DDL does not', () => {
+  for (const sql of [
+    'CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$',
+    'ALTER FUNCTION f() VOLATILE',
+    'DROP FUNCTION f()',
+    'ALTER TABLE t SET UNLOGGED',
+    'CREATE UNLOGGED TABLE u (a int)',
+    'CREATE TABLE n AS SELECT 1',
+    'DROP TABLE t',
+    'ALTER TABLE t RENAME TO t2',
+    'CREATE SCHEMA s',
+  ])
+    assert.equal(mayChangeCatalogFacts(classify(sql)), true, sql);
+  for (const sql of ['TRUNCATE t', 'CREATE INDEX ON t (a)', 'REFRESH MATERIALIZED VIEW m', 'GRANT SELECT ON t TO PUBLIC', 'CREATE TEMP TABLE x (a int)', 'SELECT 1', 'INSERT INTO t VALUES (1)'])
+    assert.equal(mayChangeCatalogFacts(classify(sql)), false, sql);
+  assert.deepEqual(classify('INSERT INTO t VALUES (f(1))').functions, ['f'], 'a DML statement names its functions (dml_adaptive)');
 });
