@@ -161,7 +161,7 @@ export function callsWriteFunction(c: Classification, s: RouteSettings, catalog:
 
 /**
  * primaryReason's answer when the decision depends on catalog facts not cached yet: the caller
- * looks them up (see catalog-cache.ts) and asks again. Compared by identity.
+ * looks them up (see catalog-cache.ts) and asks again. No other reason has this text.
  */
 export const NEEDS_CATALOG_LOOKUP = 'catalog lookup needed';
 
