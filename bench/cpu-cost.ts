@@ -1,0 +1,134 @@
+// CPU cost per transaction of each proxy: runs a pgbench workload against each target in turn
+// (interleaved rounds) and reads the target process tree's CPU time (utime+stime from /proc)
+// around each run. Unlike TPS, a proxy's own microseconds of CPU per transaction move little
+// when other work shares the cores, so this compares efficiency even on a busy machine. The
+// `relay` target (bench/floor/relay.ts) is the floor of any Node.js proxy on this I/O path.
+//
+//   npx tsx bench/cpu-cost.ts [--targets relay,pgrouter,pgbouncer,pgpool] [--workloads select-simple,...]
+//                             [--seconds 8] [--rounds 3] [--pgrouter-conf key=value,...]
+
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { startCluster, stopCluster, type Cluster } from '../rig/cluster.ts';
+import { freePort } from '../rig/system.ts';
+import { startPgrouter } from './targets/pgrouter.ts';
+import { startPgbouncer } from './targets/pgbouncer.ts';
+import { startPgpool } from './targets/pgpool.ts';
+import { runPgbench } from './lib/pgbench.ts';
+import { WORKLOADS } from './lib/workloads.ts';
+import { processTree } from './lib/rss.ts';
+import { startDaemon, waitListening } from './lib/proc.ts';
+
+const HZ = 100;
+const RELAY = fileURLToPath(new URL('./floor/relay.ts', import.meta.url));
+
+function arg(name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 && process.argv[i + 1] ? process.argv[i + 1]! : dflt;
+}
+
+/** utime+stime (+ reaped children) of a process tree, in seconds. */
+function treeCpu(root: number): number {
+  let j = 0;
+  for (const p of processTree(root)) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+      j += (f[11] ?? 0) + (f[12] ?? 0) + (f[13] ?? 0) + (f[14] ?? 0);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return j / HZ;
+}
+
+interface Running {
+  readonly port: number;
+  readonly pid: number;
+  stop(): Promise<void>;
+}
+
+async function startRelay(c: Cluster): Promise<Running> {
+  const port = await freePort();
+  const d = startDaemon('relay', process.execPath, ['--import', 'tsx', RELAY, String(port), String(c.primary.port)], {
+    cwd: fileURLToPath(new URL('..', import.meta.url)), // where tsx resolves
+    asServerUser: false,
+  });
+  await waitListening(d, port);
+  return { port, pid: d.proc.pid!, stop: () => d.stop() };
+}
+
+const pgrouterConf: Record<string, string> = {};
+for (const kv of arg('pgrouter-conf', '').split(',').filter(Boolean)) {
+  const i = kv.indexOf('=');
+  pgrouterConf[kv.slice(0, i)] = kv.slice(i + 1);
+}
+
+const starters: Record<string, (c: Cluster) => Promise<Running>> = {
+  relay: startRelay,
+  pgrouter: async (c) => {
+    const t = await startPgrouter(c, { conf: pgrouterConf });
+    return { port: t.port, pid: t.pid!, stop: () => t.stop() };
+  },
+  pgbouncer: async (c) => {
+    const t = await startPgbouncer(c);
+    return { port: t.port, pid: t.pid!, stop: () => t.stop() };
+  },
+  pgpool: async (c) => {
+    const t = await startPgpool(c);
+    return { port: t.port, pid: t.pid!, stop: () => t.stop() };
+  },
+};
+
+const targets = arg('targets', 'relay,pgrouter,pgbouncer').split(',');
+const workloads = arg('workloads', 'select-simple,select-extended,select-prepared').split(',');
+const seconds = Number(arg('seconds', '8'));
+const rounds = Number(arg('rounds', '3'));
+
+const c = await startCluster({ pgbenchScale: 10, maxConnections: 1200 });
+const running = new Map<string, Running>();
+try {
+  for (const t of targets) {
+    const s = starters[t];
+    if (!s) throw new Error(`unknown target ${t} (known: ${Object.keys(starters).join(', ')})`);
+    running.set(t, await s(c));
+  }
+  const rows: string[] = [];
+  for (const wid of workloads) {
+    const w = WORKLOADS.find((x) => x.id === wid);
+    if (!w) throw new Error(`unknown workload ${wid}`);
+    const perTarget = new Map<string, Array<{ tps: number; cores: number; us: number }>>();
+    for (let r = 0; r < rounds; r++)
+      for (const [name, t] of running) {
+        await runPgbench(c, w, t.port, 2, 0); // warm-up
+        const cpu0 = treeCpu(t.pid);
+        const t0 = Date.now();
+        const res = await runPgbench(c, w, t.port, seconds, 0);
+        const cpu = treeCpu(t.pid) - cpu0;
+        const wall = (Date.now() - t0) / 1000;
+        const tx = res.ok ? (res.processed ?? 0) : 0;
+        const list = perTarget.get(name) ?? [];
+        if (tx > 0) list.push({ tps: res.tps ?? 0, cores: cpu / wall, us: (cpu / tx) * 1e6 });
+        perTarget.set(name, list);
+        process.stderr.write(`cpu-cost: ${wid} ${name} round ${r + 1}: ${tx > 0 ? `${(res.tps ?? 0).toFixed(0)} TPS, ${((cpu / tx) * 1e6).toFixed(1)} µs/tx` : 'failed'}\n`);
+      }
+    for (const [name, list] of perTarget) {
+      if (list.length === 0) {
+        rows.push(`| ${wid} | ${name} | failed | — | — | — |`);
+        continue;
+      }
+      const us = list.map((x) => x.us).sort((a, b) => a - b);
+      const med = us[Math.floor(us.length / 2)]!;
+      const best = list.reduce((a, b) => (b.tps > a.tps ? b : a));
+      rows.push(`| ${wid} | ${name} | ${best.tps.toFixed(0)} | ${best.cores.toFixed(2)} | ${med.toFixed(1)} | ${us.map((u) => u.toFixed(1)).join(', ')} |`);
+    }
+  }
+  const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  console.log(`pgbench -S, 16 clients, ${seconds} s per run, ${rounds} interleaved rounds; load average at the end ${load}\n`);
+  console.log('| workload | target | best TPS | its CPU cores | proxy CPU µs/tx (median) | every round |');
+  console.log('|---|---|---:|---:|---:|---|');
+  for (const r of rows) console.log(r);
+} finally {
+  for (const t of running.values()) await t.stop();
+  await stopCluster(c);
+}
