@@ -5,12 +5,10 @@
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 import { ServerConnection } from '../backend/connection.ts';
-import { sendSimpleQuery } from '../backend/simple-query.ts';
+import { collectRows } from '../backend/query-rows.ts';
 import type { BackendNode } from '../backend/node.ts';
 import type { PoolSecret } from '../auth/pool-passwd.ts';
-import { Backend } from '../protocol/codes.ts';
-import { decodeErrorFields, type ErrorFields } from '../protocol/error-response.ts';
-import { Framer } from '../protocol/framer.ts';
+import type { ErrorFields } from '../protocol/error-response.ts';
 
 /** One result row: text values, null for SQL NULL. */
 export type Row = readonly (string | null)[];
@@ -86,23 +84,6 @@ export function withDeadline<T>(p: Promise<T>, ms: number, what: string, late?: 
   });
 }
 
-/** Reads a DataRow message at `buf[start, end)` (header included). */
-function decodeDataRow(buf: Buffer, start: number, end: number): (string | null)[] {
-  const n = buf.readInt16BE(start + 5);
-  const out: (string | null)[] = [];
-  let at = start + 7;
-  for (let i = 0; i < n && at + 4 <= end; i++) {
-    const len = buf.readInt32BE(at);
-    at += 4;
-    if (len < 0) out.push(null);
-    else {
-      out.push(buf.toString('utf8', at, at + len));
-      at += len;
-    }
-  }
-  return out;
-}
-
 /** A check's own backend connection. */
 export class CheckConnection {
   private constructor(private readonly conn: ServerConnection) {}
@@ -131,22 +112,15 @@ export class CheckConnection {
    * Rejects with CheckQueryError if the backend raised an error, or on timeout / lost connection.
    */
   query(sql: string, timeoutMs: number): Promise<Row[]> {
-    const framer = new Framer(() => 0x3fffffff);
-    const rows: Row[] = [];
-    let error: ErrorFields | undefined;
-    const onChunk = (chunk: Buffer): void =>
-      framer.feed(chunk, (type, buf, start, end) => {
-        if (type === Backend.DataRow) rows.push(decodeDataRow(buf, start, end));
-        else if (type === Backend.ErrorResponse) error ??= decodeErrorFields(buf, start, end);
-      });
-    return sendSimpleQuery(this.conn, sql, timeoutMs, onChunk, {
+    return collectRows(this.conn, sql, timeoutMs, {
       timeout: `query timed out after ${timeoutMs} ms`,
       closed: 'server closed the connection',
-    }).then(() => {
+    }).then(({ rows, error }) => {
       if (error) throw new CheckQueryError(error);
       return rows;
     });
   }
+
 
   /** Sends Terminate and closes. */
   close(): void {

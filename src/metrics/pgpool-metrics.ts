@@ -86,9 +86,6 @@ const NODE_EXTRAS = {
   replication_delay_seconds: 'Replication delay of the standby behind the primary in seconds (replay_lag)',
 } as const;
 
-/** Labels of every per-node metric, as pgpool2_exporter names them. */
-const NODE_LABELS = ['hostname', 'port', 'role'] as const;
-
 /** pgpool2_exporter's parseStatusField: up/waiting/true are 1, anything else 0. */
 export function statusValue(s: string): number {
   return s === 'up' || s === 'waiting' || s === 'true' ? 1 : 0;

@@ -5,6 +5,7 @@
 import { Backend } from '../protocol/codes.ts';
 import { decodeErrorFields, type ErrorFields } from '../protocol/error-response.ts';
 import { Framer } from '../protocol/framer.ts';
+import { decodeDataRow } from '../protocol/read.ts';
 
 /** One SHOW result set: column names and rows of text ('' for NULL, as Pgpool-II never sends NULL). */
 export interface ShowResult {
@@ -33,22 +34,6 @@ function decodeRowDescription(buf: Buffer, start: number, end: number): string[]
   return out;
 }
 
-function decodeDataRow(buf: Buffer, start: number, end: number): string[] {
-  const n = buf.readInt16BE(start + 5);
-  const out: string[] = [];
-  let at = start + 7;
-  for (let i = 0; i < n && at + 4 <= end; i++) {
-    const len = buf.readInt32BE(at);
-    at += 4;
-    if (len < 0) out.push('');
-    else {
-      out.push(buf.toString('utf8', at, at + len));
-      at += len;
-    }
-  }
-  return out;
-}
-
 /**
  * Collects one simple Query's reply, message by message. Pgpool-II up to 4.3.5 sends the
  * RowDescription of `SHOW pool_version` / `pool_processes` twice: a second RowDescription before
@@ -69,7 +54,7 @@ export class ShowCollector {
         const cols = decodeRowDescription(buf, start, end);
         if (this.rows.length === 0 || cols.join('\0') !== this.columns.join('\0')) this.rows = [];
         this.columns = cols;
-      } else if (type === Backend.DataRow) this.rows.push(decodeDataRow(buf, start, end));
+      } else if (type === Backend.DataRow) this.rows.push(decodeDataRow(buf, start, end).map((v) => v ?? ''));
       else if (type === Backend.ErrorResponse) this.error ??= decodeErrorFields(buf, start, end);
       else if (type === Backend.ReadyForQuery) this.done = true;
     });
