@@ -1,5 +1,6 @@
 // The router's classifier: a cache keyed by statement text, in front of a fast path for the
-// commonest shapes (transaction control, single-table point SELECTs) and the full parse of
+// commonest shapes (transaction control, single-table point SELECTs and constant-only
+// single-table INSERT/UPDATE/DELETE) and the full parse of
 // PostgreSQL's grammar for everything else. The fast path only answers for text whose
 // meaning it can be sure of, and a unit test checks it against the full parse.
 
@@ -30,6 +31,18 @@ const POINT_SELECT = new RegExp(
   'i',
 );
 const TX_CONTROL = /^\s*(?:(begin|commit|end|rollback|abort)(?:\s+(?:work|transaction))?|(start)\s+transaction)\s*;?\s*$/i;
+const REL = `(${IDENT}(?:\\.${IDENT})?)`;
+const WHERE = `(?:\\s+where\\s+${COND}(?:\\s+and\\s+${COND})*)?\\s*;?\\s*$`;
+/** A SET item: `col = value`, `col = col`, or `col = col + value` (no function call, no subquery). */
+const SET_ITEM = `${IDENT}\\s*=\\s*(?:${VALUE}|${IDENT}(?:\\s*[-+]\\s*${VALUE})?)`;
+/** Single-table DML with constants only (pgbench's TPC-B shapes): `UPDATE rel SET ... [WHERE ...]`, `DELETE FROM rel [WHERE ...]`, `INSERT INTO rel [(cols)] VALUES (...)`. */
+const POINT_UPDATE = new RegExp(`^\\s*update\\s+${REL}\\s+set\\s+${SET_ITEM}(?:\\s*,\\s*${SET_ITEM})*${WHERE}`, 'i');
+const POINT_DELETE = new RegExp(`^\\s*delete\\s+from\\s+${REL}${WHERE}`, 'i');
+const INSERT_VALUE = `(?:${VALUE}|null|current_timestamp)`;
+const POINT_INSERT = new RegExp(
+  `^\\s*insert\\s+into\\s+${REL}\\s*(?:\\(\\s*${IDENT}(?:\\s*,\\s*${IDENT})*\\s*\\))?\\s*values\\s*\\(\\s*${INSERT_VALUE}(?:\\s*,\\s*${INSERT_VALUE})*\\s*\\)\\s*;?\\s*$`,
+  'i',
+);
 
 /** The fast path: a classification for text it can be sure of, else undefined. */
 export function classifyFast(sql: string): Classification | undefined {
@@ -40,9 +53,14 @@ export function classifyFast(sql: string): Classification | undefined {
     return classification('all', 'transaction end', 'other', { tx: 'end', fast: true });
   }
   const m = POINT_SELECT.exec(sql);
-  if (!m) return undefined;
-  const rel = m[2]!.toLowerCase();
-  return classification('either', 'SELECT', 'select', { relations: [rel], fast: true });
+  if (m) return classification('either', 'SELECT', 'select', { relations: [m[2]!.toLowerCase()], fast: true });
+  // Writes: only the first word can start one of these shapes, so test it before the regexes.
+  const first = /^\s*([a-z]+)/i.exec(sql)?.[1]?.toLowerCase();
+  const dml = first === 'update' ? POINT_UPDATE : first === 'insert' ? POINT_INSERT : first === 'delete' ? POINT_DELETE : undefined;
+  const d = dml?.exec(sql);
+  if (!d) return undefined;
+  const kind = first as 'update' | 'insert' | 'delete';
+  return classification('primary', kind.toUpperCase(), kind, { writes: [d[1]!.toLowerCase()], fast: true });
 }
 
 const MAX_CACHE = 10_000;
