@@ -603,7 +603,13 @@ export class Dispatcher {
     }
     this.openNode = units === 0 ? node : null;
     for (const p of parsed) {
-      this.statements.set(p.name, { parse: Buffer.from(p.frame[0].subarray(p.frame[1], p.frame[2])), sql: p.sql, c: p.c, nodes: new Set([node]) });
+      const bytes = p.frame[0].subarray(p.frame[1], p.frame[2]);
+      const old = this.statements.get(p.name);
+      if (old !== undefined && old.c === p.c && old.parse.equals(bytes)) {
+        // The same Parse again (drivers re-parse the unnamed statement for every query): keep its copy.
+        old.nodes.clear();
+        old.nodes.add(node);
+      } else this.statements.set(p.name, { parse: Buffer.from(bytes), sql: p.sql, c: p.c, nodes: new Set([node]) });
       this.afterRoute(p.c, p.sql, node);
     }
     // A statement parsed in an earlier batch runs again: it writes (or begins, or ends) as at its Parse.
