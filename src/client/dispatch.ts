@@ -83,6 +83,17 @@ const ADMIN_COMMAND = /^\s*(show\s+pool_|pgpool\s)/i;
 
 const TRANSACTION_RESET = /^\s*(discard\s+all|reset\s+all)\s*;?\s*$/i;
 
+/** `SET [SESSION|LOCAL] name ...` / `RESET name`: which setting a statement changes. */
+const SETTING_NAME = /^\s*(?:set\s+(?:(session|local)\s+)?|reset\s+)("(?:[^"]|"")+"|[a-z_][\w.$]*)/i;
+
+/** The key under which the replay list keeps a SET/RESET: its setting (LOCAL ones apart), or its whole text. */
+function settingKey(sql: string): string {
+  const m = SETTING_NAME.exec(sql);
+  if (!m) return sql;
+  const name = m[2]!.startsWith('"') ? m[2]!.slice(1, -1).replace(/""/g, '"') : m[2]!.toLowerCase();
+  return m[1]?.toLowerCase() === 'local' ? `local ${name}` : name;
+}
+
 /** How long a catalog lookup (pg_proc volatility, unlogged tables) may take before the statement goes to the primary. */
 const CATALOG_QUERY_TIMEOUT_MS = 10_000;
 
@@ -102,8 +113,12 @@ export class Dispatcher {
   private readonly statements = new Map<string, PreparedStatement>();
   /** SQL-level PREPARE name → node it was prepared on. */
   private readonly sqlPrepared = new Map<string, { node: number; sql: string }>();
-  /** SET/RESET statements in order, replayed on a node that joins the session late. */
-  private sets: string[] = [];
+  /**
+   * The session's SET/RESET statements, replayed on a node that joins the session late: the
+   * latest one per parameter, in the order they last ran (so a client that sets
+   * application_name on every request does not grow the list).
+   */
+  private readonly sets = new Map<string, string>();
   private writing = false;
   private pinned = false;
   private predictedTx = false;
@@ -386,8 +401,12 @@ export class Dispatcher {
     if (c.target === 'all' && c.tx === 'none') {
       const t = TRACE_SETTING.exec(sql);
       if (t) this.trace = /^(on|true|yes|1|'on'|'true')$/i.test(t[1]!);
-      if (TRANSACTION_RESET.test(sql)) this.sets = [];
-      else if (/^\s*(set|reset)\b/i.test(sql)) this.sets.push(sql);
+      if (TRANSACTION_RESET.test(sql)) this.sets.clear();
+      else if (/^\s*(set|reset)\b/i.test(sql)) {
+        const key = settingKey(sql);
+        this.sets.delete(key);
+        this.sets.set(key, sql);
+      }
       if (/^\s*discard\s+(all|temp|temporary)/i.test(sql)) this.temp.clear();
       if (c.deallocate === '') this.sqlPrepared.clear();
     }
@@ -757,7 +776,7 @@ export class Dispatcher {
         conn.sink = this.sink!;
         this.conns.set(node, conn);
         // A node joining late first gets the session's SET state.
-        if (this.sets.length > 0) conn.request(Buffer.concat(this.sets.map((s) => w.query(s))), this.sets.length, false);
+        if (this.sets.size > 0) conn.request(Buffer.concat([...this.sets.values()].map((s) => w.query(s))), this.sets.size, false);
         this.unblock();
       })
       .catch((e: Error) => {

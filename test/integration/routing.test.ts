@@ -209,6 +209,32 @@ test('SET state reaches a replica that joins the session late', async () => {
   }
 });
 
+test('a replica joining late gets the latest value of each setting, in the order they last changed', async () => {
+  const p = await proxy();
+  const cl = await client(p);
+  try {
+    // A client that sets application_name per request, over simple and extended protocol: the
+    // replay keeps one SET per setting, so what the replica receives is the latest of each.
+    await cl.query("SET search_path = 'x'");
+    for (let i = 0; i < 40; i++) await cl.query(`SET application_name = 'req-${i}'`);
+    await cl.query({ name: 'set_app', text: "SET application_name = 'req-last'" });
+    await cl.query('SET statement_timeout = 1000');
+    await cl.query('RESET statement_timeout');
+    await cl.query('SET search_path = pg_catalog, public');
+    await cl.query('SET SESSION "work_mem" = \'8MB\'');
+    const r = await cl.query(
+      `SELECT ${P} AS port, current_setting('search_path') AS sp, current_setting('application_name') AS app, current_setting('statement_timeout') AS st, current_setting('work_mem') AS wm`,
+    );
+    assert.equal(Number(r.rows[0].port), c.replica.port, 'the first read opens the replica connection');
+    assert.deepEqual(
+      { sp: r.rows[0].sp, app: r.rows[0].app, st: r.rows[0].st, wm: r.rows[0].wm },
+      { sp: 'pg_catalog, public', app: 'req-last', st: '0', wm: '8MB' },
+    );
+  } finally {
+    await cl.end();
+  }
+});
+
 test('temporary tables are read on the primary', async () => {
   const p = await proxy();
   const cl = await client(p);
