@@ -124,7 +124,7 @@ try {
     }
   }
   const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
-  console.log(`pgbench -S, 16 clients, ${seconds} s per run, ${rounds} interleaved rounds; load average at the end ${load}\n`);
+  console.log(`pgbench as in bench/run.ts (workloads above), ${seconds} s per run, ${rounds} interleaved rounds; load average at the end ${load}\n`);
   console.log('| workload | target | best TPS | its CPU cores | proxy CPU µs/tx (median) | every round |');
   console.log('|---|---|---:|---:|---:|---|');
   for (const r of rows) console.log(r);
