@@ -41,6 +41,12 @@ backend_port1 = ${cluster.replica.port}
 backend_application_name1 = 'replica'
 pool_passwd = 'pool_passwd'
 num_init_children = 64
+# Health and replication checks as the rig's superuser (password from pool_passwd), so SHOW
+# pool_nodes, /metrics and the status page show real status, roles and lag.
+health_check_period = 5
+health_check_user = '${u.superuser.name}'
+sr_check_period = 5
+sr_check_user = '${u.superuser.name}'
 `,
 );
 const bin = fileURLToPath(new URL('../bin/pgrouter.mjs', import.meta.url));
