@@ -624,7 +624,7 @@ export class Dispatcher {
     for (const p of parsed) {
       const bytes = p.frame[0].subarray(p.frame[1], p.frame[2]);
       const old = this.statements.get(p.name);
-      if (old !== undefined && old.c === p.c && old.parse.equals(bytes)) {
+      if (old !== undefined && old.sql === p.sql && old.parse.equals(bytes)) {
         // The same Parse again (drivers re-parse the unnamed statement for every query): keep its copy.
         old.nodes.clear();
         old.nodes.add(node);

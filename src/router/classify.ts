@@ -76,17 +76,20 @@ export const classifierStats = { hits: 0, fast: 0, parsed: 0 };
  * by the router afterwards.
  */
 export function classify(sql: string): Classification {
+  // Fast-path shapes are answered before the cache and never enter it: their texts usually carry
+  // literals (pgbench's aid), so caching them would fill the cache with texts never seen again.
+  const fast = classifyFast(sql);
+  if (fast) {
+    classifierStats.fast++;
+    return fast;
+  }
   const hit = cache.get(sql);
   if (hit !== undefined) {
     classifierStats.hits++;
     return hit;
   }
-  let c = classifyFast(sql);
-  if (c) classifierStats.fast++;
-  else {
-    c = classifyByParse(sql);
-    classifierStats.parsed++;
-  }
+  let c = classifyByParse(sql);
+  classifierStats.parsed++;
   if (/^\s*(--|\/\*)/.test(sql)) c = { ...c, leadingComment: true };
   if (sql.length <= MAX_CACHED_LENGTH && c.reason !== 'parser not loaded yet') {
     if (cache.size >= MAX_CACHE) cache.clear();
