@@ -196,25 +196,37 @@ export async function main(argv: string[]): Promise<number> {
     log.fatal('no backend is configured (set backend_hostname0)');
     return 1;
   }
-  let proxy: Proxy;
+  // The handlers go in before the listeners open: a signal that arrives while the proxy is still
+  // starting (its port may already accept) is acted on once it has started, instead of killing
+  // the process with the default action.
+  let proxy: Proxy | undefined;
+  let early: 'SIGTERM' | 'SIGINT' | undefined;
+  let finish: (code: number) => void = () => undefined;
+  const finished = new Promise<number>((resolve) => (finish = resolve));
+  const drain = (p: Proxy): void => void p.drain(config.settings.drain_timeout).then(() => finish(0));
+  const stop = (p: Proxy): void => void p.stop().then(() => finish(0));
+  process.once('SIGTERM', () => {
+    log.info('SIGTERM received: draining');
+    if (proxy) drain(proxy);
+    else early ??= 'SIGTERM';
+  });
+  process.once('SIGINT', () => {
+    log.info('SIGINT received: stopping');
+    if (proxy) stop(proxy);
+    else early = 'SIGINT';
+  });
+  process.on('SIGHUP', () => {
+    if (!proxy) return; // still starting: the configuration was just read
+    log.info('SIGHUP received: reloading the configuration');
+    void proxy.reloadNow();
+  });
   try {
     proxy = await Proxy.start(config, { log, keyFile: values['key-file'], env: process.env, reloadConfig: () => load(values) });
   } catch (e) {
     log.fatal({ err: (e as Error).message }, 'could not start');
     return 1;
   }
-  return new Promise<number>((resolve) => {
-    process.once('SIGTERM', () => {
-      log.info('SIGTERM received: draining');
-      void proxy.drain(config.settings.drain_timeout).then(() => resolve(0));
-    });
-    process.once('SIGINT', () => {
-      log.info('SIGINT received: stopping');
-      void proxy.stop().then(() => resolve(0));
-    });
-    process.on('SIGHUP', () => {
-      log.info('SIGHUP received: reloading the configuration');
-      void proxy.reloadNow();
-    });
-  });
+  if (early === 'SIGINT') stop(proxy);
+  else if (early === 'SIGTERM') drain(proxy);
+  return finished;
 }
