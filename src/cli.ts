@@ -109,7 +109,18 @@ async function exporterMain(argv: string[]): Promise<number> {
     return 0;
   }
   const log = makeLogger(values['log.level'] === 'warn' || values['log.level'] === 'error' || values['log.level'] === 'debug' ? values['log.level'] : 'info');
-  let running;
+  // As for the proxy: handlers first, so a signal during start-up stops it once it has started.
+  let running: Awaited<ReturnType<typeof runExporter>> | undefined;
+  let early: string | undefined;
+  let finish: (code: number) => void = () => undefined;
+  const finished = new Promise<number>((resolve) => (finish = resolve));
+  const stop = (sig: string): void => {
+    log.info(`${sig} received: stopping`);
+    if (running) void running.stop().then(() => finish(0));
+    else early = sig;
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
   try {
     running = await runExporter({
       dataSource: dataSourceFromEnv(process.env),
@@ -121,14 +132,8 @@ async function exporterMain(argv: string[]): Promise<number> {
     log.fatal({ err: (e as Error).message }, 'exporter could not start');
     return 1;
   }
-  return new Promise<number>((resolve) => {
-    const stop = (sig: string): void => {
-      log.info(`${sig} received: stopping`);
-      void running.stop().then(() => resolve(0));
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
+  if (early !== undefined) void running.stop().then(() => finish(0));
+  return finished;
 }
 
 /** Runs the command line; resolves with the exit code (the proxy itself resolves only when stopped). */
