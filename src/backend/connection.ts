@@ -17,7 +17,7 @@ import type { PoolSecret } from '../auth/pool-passwd.ts';
 import { ProxyError } from '../errors/proxy-error.ts';
 import { SqlState } from '../errors/sqlstate.ts';
 import { describeNode, nodeAddress, type BackendNode } from './node.ts';
-import { moveToUserBuffer } from '../util/user-buffer-socket.ts';
+import { moveToUserBuffer, socketBytes } from '../util/user-buffer-socket.ts';
 import type { BucketCounts } from '../util/bucket-counts.ts';
 
 /** The authentication methods a backend may ask for, as pg_hba.conf names them. */
@@ -132,8 +132,6 @@ export class ServerConnection {
   latency: BucketCounts | null = null;
   /** performance.now() at the send of each owed client-bound request, oldest first (only with `latency`). */
   private readonly sentAt: number[] = [];
-  /** Bytes written through the socket object that carried the startup (before the move to onread). */
-  private startupBytesWritten = 0;
 
   private constructor(o: ConnectOptions) {
     this.node = o.node;
@@ -280,12 +278,8 @@ export class ServerConnection {
     sock.removeAllListeners('close');
     sock.removeAllListeners('error');
     // Replies are read into a reused buffer (no stream machinery) unless the socket is TLS.
-    const written = sock.bytesWritten;
     const moved = moveToUserBuffer(sock, (chunk) => this.onData(chunk), () => this.sink?.holdsReplyChunk?.() ?? false);
-    if (moved) {
-      this.startupBytesWritten = written;
-      this.socket = sock = moved;
-    }
+    if (moved) this.socket = sock = moved;
     else sock.on('data', (chunk: Buffer) => this.onData(chunk));
     sock.on('error', () => {
       this.broken = true;
@@ -416,8 +410,7 @@ export class ServerConnection {
 
   /** Bytes read from and written to the backend over this connection's life, startup included. */
   bytes(): { received: number; sent: number } {
-    const s = this.socket;
-    return { received: s.bytesRead, sent: this.startupBytesWritten + (s.bytesWritten ?? 0) };
+    return socketBytes(this.socket);
   }
 
   /** Sends bytes towards the backend. Returns false when the socket's buffer is full. */

@@ -17,7 +17,7 @@ import { authenticateClient, type ClientAuthMethod, type ClientChannel } from '.
 import type { ScramPassThrough } from '../auth/scram.ts';
 import type { AdminSessionInfo, ProxyContext } from './context.ts';
 import { Dispatcher } from './dispatch.ts';
-import { moveToUserBuffer } from '../util/user-buffer-socket.ts';
+import { moveToUserBuffer, socketBytes } from '../util/user-buffer-socket.ts';
 import type { Logger } from 'pino';
 import { isUsable, type ClusterNode, type ClusterView } from '../pool/cluster.ts';
 import { weightedChoice, type RouteSettings } from '../router/route.ts';
@@ -360,10 +360,8 @@ export class Session implements ReplySink, ClientChannel {
     this.phase = 'ready';
     if (!this.ssl) {
       // From here on the client's bytes are read into a reused buffer (no stream machinery).
-      const written = this.sock.bytesWritten;
       const moved = moveToUserBuffer(this.sock, this.onData, () => this.dispatcher?.holdsClientChunk() ?? false);
       if (moved) {
-        this.startupBytesWritten = written;
         this.sock = moved;
         moved.on('error', () => this.close());
         moved.on('close', () => this.close());
@@ -469,12 +467,9 @@ export class Session implements ReplySink, ClientChannel {
 
   // ---- replies ----
 
-  /** Bytes written through the socket object that carried the startup (before the move to onread). */
-  private startupBytesWritten = 0;
-
   /** Bytes read from and written to the client so far (pgrouter_client_bytes_*). */
   bytes(): { received: number; sent: number } {
-    return { received: this.sock.bytesRead, sent: this.startupBytesWritten + (this.sock.bytesWritten ?? 0) };
+    return socketBytes(this.sock);
   }
 
   /** ReplySink: the last reply chunk is still queued on the client socket. */

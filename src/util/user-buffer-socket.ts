@@ -54,5 +54,14 @@ export function moveToUserBuffer(
   m.server = inner.server;
   inner._server = null;
   moved.setNoDelay(true);
+  writtenBeforeMove.set(moved, sock.bytesWritten ?? 0);
   return moved;
+}
+
+/** Bytes the original socket object wrote before its handle moved (its counter does not move along). */
+const writtenBeforeMove = new WeakMap<net.Socket, number>();
+
+/** Bytes read and written over a socket's whole life, whether or not it was moved here. */
+export function socketBytes(sock: net.Socket): { received: number; sent: number } {
+  return { received: sock.bytesRead, sent: (writtenBeforeMove.get(sock) ?? 0) + (sock.bytesWritten ?? 0) };
 }
