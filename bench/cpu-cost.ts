@@ -8,55 +8,21 @@
 //                             [--seconds 8] [--rounds 3] [--pgrouter-conf key=value,...]
 
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { startCluster, stopCluster, type Cluster } from '../rig/cluster.ts';
-import { freePort } from '../rig/system.ts';
 import { startPgrouter } from './targets/pgrouter.ts';
 import { startPgbouncer } from './targets/pgbouncer.ts';
 import { startPgpool } from './targets/pgpool.ts';
 import { runPgbench } from './lib/pgbench.ts';
 import { WORKLOADS } from './lib/workloads.ts';
-import { processTree } from './lib/rss.ts';
-import { startDaemon, waitListening } from './lib/proc.ts';
-
-const HZ = 100;
-const RELAY = fileURLToPath(new URL('./floor/relay.ts', import.meta.url));
+import { treeCpuSeconds } from './lib/cpu.ts';
+import { startRelay, type RunningRelay } from './targets/relay.ts';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 && process.argv[i + 1] ? process.argv[i + 1]! : dflt;
 }
 
-/** utime+stime (+ reaped children) of a process tree, in seconds. */
-function treeCpu(root: number): number {
-  let j = 0;
-  for (const p of processTree(root)) {
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
-      j += (f[11] ?? 0) + (f[12] ?? 0) + (f[13] ?? 0) + (f[14] ?? 0);
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return j / HZ;
-}
-
-interface Running {
-  readonly port: number;
-  readonly pid: number;
-  stop(): Promise<void>;
-}
-
-async function startRelay(c: Cluster): Promise<Running> {
-  const port = await freePort();
-  const d = startDaemon('relay', process.execPath, ['--import', 'tsx', RELAY, String(port), String(c.primary.port)], {
-    cwd: fileURLToPath(new URL('..', import.meta.url)), // where tsx resolves
-    asServerUser: false,
-  });
-  await waitListening(d, port);
-  return { port, pid: d.proc.pid!, stop: () => d.stop() };
-}
+type Running = RunningRelay;
 
 const pgrouterConf: Record<string, string> = {};
 for (const kv of arg('pgrouter-conf', '').split(',').filter(Boolean)) {
@@ -101,10 +67,10 @@ try {
     for (let r = 0; r < rounds; r++)
       for (const [name, t] of running) {
         await runPgbench(c, w, t.port, 2, 0); // warm-up
-        const cpu0 = treeCpu(t.pid);
+        const cpu0 = treeCpuSeconds([t.pid]);
         const t0 = Date.now();
         const res = await runPgbench(c, w, t.port, seconds, 0);
-        const cpu = treeCpu(t.pid) - cpu0;
+        const cpu = treeCpuSeconds([t.pid]) - cpu0;
         const wall = (Date.now() - t0) / 1000;
         const tx = res.ok ? (res.processed ?? 0) : 0;
         const list = perTarget.get(name) ?? [];

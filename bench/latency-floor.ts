@@ -4,28 +4,21 @@
 //
 //   npx tsx bench/latency-floor.ts [--queries 10000]
 
-import { fileURLToPath } from 'node:url';
 import { startCluster, stopCluster } from '../rig/cluster.ts';
-import { freePort } from '../rig/system.ts';
 import { measureLatency } from './latency.ts';
-import { startDaemon, waitListening } from './lib/proc.ts';
 import { startPgrouter } from './targets/pgrouter.ts';
+import { startRelay } from './targets/relay.ts';
 
 const i = process.argv.indexOf('--queries');
 const queries = i > 0 ? Number(process.argv[i + 1]) : 10_000;
 const c = await startCluster({});
-const port = await freePort();
-const relay = startDaemon('relay', process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./floor/relay.ts', import.meta.url)), String(port), String(c.primary.port)], {
-  cwd: fileURLToPath(new URL('..', import.meta.url)),
-  asServerUser: false,
-});
-await waitListening(relay, port);
+const relay = await startRelay(c);
 const lbOff = await startPgrouter(c, { conf: { load_balance_mode: 'off' } });
 const lbOn = await startPgrouter(c);
 try {
   console.log(`| path (${queries} SELECT 1 round trips each, alternating with direct) | direct p50 µs | path p50 µs | added p50 µs |`);
   console.log('|---|---:|---:|---:|');
-  for (const [name, p] of [['bare Node relay to the primary', port], ['pgrouter, load_balance_mode off', lbOff.port], ['pgrouter, load balancing on', lbOn.port]] as const) {
+  for (const [name, p] of [['bare Node relay to the primary', relay.port], ['pgrouter, load_balance_mode off', lbOff.port], ['pgrouter, load balancing on', lbOn.port]] as const) {
     const r = await measureLatency(c, p, queries);
     console.log(`| ${name} | ${r.direct.p50.toFixed(1)} | ${r.pgrouter.p50.toFixed(1)} | ${r.addedP50.toFixed(1)} |`);
   }

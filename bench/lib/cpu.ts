@@ -52,6 +52,11 @@ export function cpuSnapshot(roots: readonly number[]): CpuSnapshot {
   return { at: Date.now(), busy: machineBusy(), ours };
 }
 
+/** CPU seconds of the trees under `roots` so far (their reaped children included). */
+export function treeCpuSeconds(roots: readonly number[]): number {
+  return cpuSnapshot(roots).ours / HZ;
+}
+
 /** Average number of cores busy with other work between two snapshots (≥ 0). */
 export function foreignCores(a: CpuSnapshot, b: CpuSnapshot): number {
   const seconds = (b.at - a.at) / 1000;
