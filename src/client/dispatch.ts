@@ -586,9 +586,7 @@ export class Dispatcher {
     if (lookupFor !== null && this.openNode === null && this.startLookup(lookupFor)) {
       // Hold the whole batch until the catalog answers; the lookup's end replays it.
       this.batch = [];
-      for (const [buf, start, end] of frames) this.pending.push(Buffer.from(buf.subarray(start, end)));
-      this.blocked = true;
-      this.host.pauseClient();
+      this.hold(frames);
       return;
     }
     if (this.openNode !== null) node = this.openNode;
@@ -597,9 +595,7 @@ export class Dispatcher {
     if (!this.conns.has(node) && !this.usable(node)) node = this.primaryId;
     if (!this.ready(node)) {
       this.batch = [];
-      for (const [buf, start, end] of frames) this.pending.push(Buffer.from(buf.subarray(start, end)));
-      this.blocked = true;
-      this.host.pauseClient();
+      this.hold(frames);
       return;
     }
     this.batch = [];
@@ -722,7 +718,12 @@ export class Dispatcher {
 
   private block(buf: Buffer, start: number, end: number): void {
     this.flushRun();
-    this.pending.push(Buffer.from(buf.subarray(start, end)));
+    this.hold([[buf, start, end]]);
+  }
+
+  /** Keeps copies of `frames` to re-run in order once unblocked, and stops reading the client. */
+  private hold(frames: readonly Frame[]): void {
+    for (const [buf, start, end] of frames) this.pending.push(Buffer.from(buf.subarray(start, end)));
     if (!this.blocked) {
       this.blocked = true;
       this.host.pauseClient();
@@ -850,11 +851,7 @@ export class Dispatcher {
   private refuse(what: string, frames: readonly Frame[], units: number): void {
     this.batch = [];
     if (!this.mayForwardTo(-1)) {
-      for (const [buf, start, end] of frames) this.pending.push(Buffer.from(buf.subarray(start, end)));
-      if (!this.blocked) {
-        this.blocked = true;
-        this.host.pauseClient();
-      }
+      this.hold(frames);
       return;
     }
     const rfq = units > 0 ? w.readyForQuery(this.primary?.txStatus ?? TxStatus.Idle) : Buffer.alloc(0);
