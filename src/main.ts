@@ -8,6 +8,7 @@ import tls from 'node:tls';
 import type net from 'node:net';
 import type { Logger } from 'pino';
 import type { Config } from './config/load.ts';
+import { TransactionPool } from './pool/transaction-pool.ts';
 import { PoolPasswd, findPoolKeyFile, readPoolKey } from './auth/pool-passwd.ts';
 import { mergeEnvUsers, passwordsPreEncrypted, scanEnvUsers, type SecretLookup } from './auth/env-users.ts';
 import { HbaFile } from './client/hba.ts';
@@ -50,6 +51,9 @@ function sessionSettings(c: Config): SessionSettings {
     clientIdleLimit: s.client_idle_limit,
     allowClearTextFrontendAuth: s.allow_clear_text_frontend_auth,
     connectTimeoutMs: s.connect_timeout > 0 ? s.connect_timeout : 10000,
+    poolMode: s.pool_mode as 'session' | 'transaction',
+    transactionPoolSize: s.transaction_pool_size,
+    transactionPipelineDepth: s.transaction_pipeline_depth,
   };
 }
 
@@ -117,6 +121,7 @@ export class Proxy {
   private readonly tickTimer: NodeJS.Timeout;
   private draining = false;
   private readonly pool: Pool;
+  private readonly lanes: TransactionPool;
   private readonly admission: Admission;
   private readonly cancels = new CancelRegistry();
   private passwd: SecretLookup | undefined;
@@ -146,9 +151,14 @@ export class Proxy {
     this.routing = routeSettings(config);
     this.loadSecrets(config);
     const self = this;
+    this.lanes = new TransactionPool(this.pool, o.log, () => ({
+      size: self.settings.transactionPoolSize,
+      depth: self.settings.transactionPipelineDepth,
+    }));
     this.ctx = {
       log: o.log,
       pool: this.pool,
+      lanes: this.lanes,
       admission: this.admission,
       cancels: this.cancels,
       settings: () => self.settings,
@@ -476,6 +486,7 @@ export class Proxy {
     this.monitor.stop();
     await this.listeners.close();
     for (const s of [...this.sessions]) s.shutdown();
+    this.lanes.closeAll();
     this.pool.closeAll();
     await this.metricsServer?.close();
     this.o.log.info('stopped');

@@ -7,6 +7,7 @@ import type { SecretLookup } from '../auth/env-users.ts';
 import type { Pool } from '../pool/pool.ts';
 import type { ClusterView } from '../pool/cluster.ts';
 import type { NodeStats } from '../pool/node-stats.ts';
+import type { TransactionPool } from '../pool/transaction-pool.ts';
 import type { Admission } from './admission.ts';
 import type { CancelRegistry } from './cancel-registry.ts';
 import type { HbaFile } from './hba.ts';
@@ -32,6 +33,11 @@ export interface SessionSettings {
   /** allow_clear_text_frontend_auth: ask a cleartext password when pool_passwd has no entry. */
   readonly allowClearTextFrontendAuth: boolean;
   readonly connectTimeoutMs: number;
+  /** pool_mode: session (a backend connection per session) or transaction (shared connections). */
+  readonly poolMode: 'session' | 'transaction';
+  /** transaction_pool_size and transaction_pipeline_depth. */
+  readonly transactionPoolSize: number;
+  readonly transactionPipelineDepth: number;
 }
 
 export interface ProxyContext {
@@ -41,6 +47,8 @@ export interface ProxyContext {
   readonly cancels: CancelRegistry;
   /** Per-node statement and error counters (SHOW pool_nodes, pool_backend_stats, metrics). */
   readonly stats: NodeStats;
+  /** pool_mode = transaction: the shared backend connections. */
+  readonly lanes: TransactionPool;
   /**
    * pgrouter's own commands (SHOW pool_nodes, PGPOOL SHOW...): a complete reply (without the
    * ReadyForQuery) for a simple Query it answers itself, or undefined to route it as usual.

@@ -17,6 +17,7 @@ import { authenticateClient, type ClientAuthMethod, type ClientChannel } from '.
 import type { ScramPassThrough } from '../auth/scram.ts';
 import type { AdminSessionInfo, ProxyContext } from './context.ts';
 import { Dispatcher } from './dispatch.ts';
+import { TransactionDispatcher, type TransactionHost } from './transaction-dispatch.ts';
 import { moveToUserBuffer, socketBytes } from '../util/user-buffer-socket.ts';
 import type { Logger } from 'pino';
 import { isUsable, type ClusterNode, type ClusterView } from '../pool/cluster.ts';
@@ -52,6 +53,10 @@ export class Session implements ReplySink, ClientChannel {
   private waiter: { resolve: (m: Buffer) => void; reject: (e: Error) => void } | null = null;
   /** Routes the client's requests over the session's backend connections once it is ready. */
   private dispatcher: Dispatcher | null = null;
+  /** pool_mode = transaction: routes the client's requests over shared connections instead. */
+  private txd: TransactionDispatcher | null = null;
+  /** Set at authentication when the session runs in transaction pooling. */
+  private transactionMode = false;
   private params = new Map<string, string>();
   private credentials: BackendCredentials = { secret: undefined };
   private releaseSlot: Release | null = null;
@@ -105,6 +110,12 @@ export class Session implements ReplySink, ClientChannel {
     try {
       if (this.phase === 'ready') {
         this.lastActivity = Date.now();
+        const t = this.txd;
+        if (t !== null) {
+          this.framer.feed(chunk, t.onFrame);
+          t.endOfChunk();
+          return;
+        }
         const d = this.dispatcher!;
         this.framer.feed(chunk, d.onFrame);
         d.endOfChunk();
@@ -330,13 +341,16 @@ export class Session implements ReplySink, ClientChannel {
       return;
     }
     conn.sink = this;
+    this.transactionMode = settings.poolMode === 'transaction' && !this.withoutPrimary;
     this.credentials = {
       secret,
       scramPassThrough: passThrough,
       askPassword: clientPassword !== undefined ? async () => clientPassword! : undefined,
     };
-    this.dispatcher = new Dispatcher(this.dispatchHost(), conn);
-    this.dispatcher.sink = this;
+    if (!this.transactionMode) {
+      this.dispatcher = new Dispatcher(this.dispatchHost(), conn);
+      this.dispatcher.sink = this;
+    }
     if (!authenticated) {
       const out = await authenticateClient(this, conn.authMethod as ClientAuthMethod, this.user, secret, verifyLater);
       if (out.password !== undefined) this.credentials = { secret, askPassword: async () => out.password! };
@@ -358,9 +372,10 @@ export class Session implements ReplySink, ClientChannel {
     parts.push(w.backendKeyData(this.pid, this.secret), w.readyForQuery(conn.txStatus));
     this.sock.write(Buffer.concat(parts));
     this.phase = 'ready';
+    if (this.transactionMode) this.txd = new TransactionDispatcher(this.transactionHost(), conn);
     if (!this.ssl) {
       // From here on the client's bytes are read into a reused buffer (no stream machinery).
-      const moved = moveToUserBuffer(this.sock, this.onData, () => this.dispatcher?.holdsClientChunk() ?? false);
+      const moved = moveToUserBuffer(this.sock, this.onData, () => this.txd?.holdsClientChunk() ?? this.dispatcher?.holdsClientChunk() ?? false);
       if (moved) {
         this.sock = moved;
         moved.on('error', () => this.close());
@@ -372,9 +387,62 @@ export class Session implements ReplySink, ClientChannel {
     // Anything the client pipelined behind its last authentication message.
     const queued = this.inbox;
     this.inbox = [];
+    const t = this.txd;
+    if (t !== null) {
+      for (const m of queued) t.onFrame(m[0]!, m, 0, m.length);
+      t.endOfChunk();
+      return;
+    }
     const d = this.dispatcher!;
     for (const m of queued) d.onFrame(m[0]!, m, 0, m.length);
     d.endOfChunk();
+  }
+
+  private transactionHost(): TransactionHost {
+    const self = this;
+    return {
+      log: this.log,
+      pool: this.ctx.pool,
+      lanes: this.ctx.lanes,
+      user: this.user,
+      database: this.database,
+      params: this.params,
+      get credentials() {
+        return self.credentials;
+      },
+      cluster: () => this.ctx.cluster(),
+      routeSettings: () => this.routeSettings(),
+      stats: this.ctx.stats,
+      admin: this.ctx.admin && ((sql: string, info: AdminSessionInfo) => this.ctx.admin!(sql, { ...info, settings: this.overrides })),
+      writeClient: (b: Buffer) => !this.sock.destroyed && this.sock.write(b),
+      get clientQueuedBytes() {
+        return self.sock.writableLength;
+      },
+      onceClientDrained: (cb: () => void) => {
+        if (this.sock.destroyed || this.sock.writableLength === 0) return cb();
+        let done = false;
+        const once = (): void => {
+          if (done) return;
+          done = true;
+          cb();
+        };
+        this.sock.once('drain', once);
+        this.sock.once('close', once);
+      },
+      pauseClient: () => this.sock.pause(),
+      resumeClient: () => {
+        if (this.phase === 'ready') this.sock.resume();
+      },
+      terminate: () => this.close(),
+      fail: (e: ProxyError) => this.fail(e),
+      backendFailed: (id: number, why: string) => this.ctx.backendFailed(id, why),
+      protocolViolation: (m: string) => this.fail(new ProxyError(SqlState.PROTOCOL_VIOLATION, m, 'FATAL')),
+      connectTimeoutMs: () => this.ctx.settings().connectTimeoutMs,
+      settled: () => {
+        this.lastActivity = Date.now();
+        if (this.ctx.draining()) this.drainIfIdle();
+      },
+    };
   }
 
   private dispatchHost() {
@@ -518,6 +586,7 @@ export class Session implements ReplySink, ClientChannel {
 
   /** Cancellable: cancel what the session's backends are running. */
   cancel(): void {
+    if (this.txd) return this.txd.cancel();
     const d = this.dispatcher;
     if (!d) return;
     // A statement sent with Flush (no Sync yet) owes no ReadyForQuery but is running all the same.
@@ -529,6 +598,7 @@ export class Session implements ReplySink, ClientChannel {
     const idleLimit = this.overrides.get('client_idle_limit') ?? configuredIdleLimit;
     if (this.phase !== 'ready' || idleLimit <= 0) return;
     if (this.dispatcher && !this.dispatcher.idle) return;
+    if (this.txd && !this.txd.idle) return;
     if (now - this.lastActivity >= idleLimit * 1000)
       this.fail(
         new ProxyError(SqlState.IDLE_SESSION_TIMEOUT, 'terminating connection due to idle-session timeout', 'FATAL', `client_idle_limit is ${idleLimit} s`),
@@ -538,6 +608,10 @@ export class Session implements ReplySink, ClientChannel {
   /** Drain: end the session now if it is between transactions, else at its next ReadyForQuery 'I'. */
   drainIfIdle(): void {
     if (this.phase !== 'ready') return;
+    if (this.txd) {
+      if (this.txd.idle && !this.txd.inTransaction) this.shutdown();
+      return;
+    }
     const d = this.dispatcher;
     const p = d?.primary;
     if (!d || !p || (d.idle && p.txStatus === TxStatus.Idle)) this.shutdown();
@@ -574,6 +648,8 @@ export class Session implements ReplySink, ClientChannel {
     if (this.waiter) this.waiter.reject(new Error('client went away'));
     this.waiter = null;
     if (this.pid) this.ctx.cancels.remove(this.pid);
+    this.txd?.close();
+    this.txd = null;
     const d = this.dispatcher;
     this.dispatcher = null;
     for (const c of d?.conns.values() ?? []) {

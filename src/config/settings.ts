@@ -609,6 +609,12 @@ export const SETTINGS = [
     doc: 'TCP port of the Prometheus metrics endpoint (pgpool2_exporter\'s port)' },
   { name: 'metrics_listen_addresses', type: 'string', default: '*', pgrouter: true, context: 'restart', ...OK,
     doc: 'Address the metrics endpoint listens on; * means all' },
+  { name: 'pool_mode', type: 'enum', default: 'session', values: ['session', 'transaction'], pgrouter: true, context: 'reload', ...OK,
+    doc: 'session: a client keeps its backend connections for its whole session (Pgpool-II\'s way); transaction: clients share a few backend connections per node, each transaction or autocommit statement running on one of them (new sessions follow a change)' },
+  { name: 'transaction_pool_size', type: 'integer', default: 20, min: 1, max: 10000, pgrouter: true, context: 'reload', ...OK,
+    doc: 'pool_mode = transaction: most shared backend connections per node for each user and database (connections pinned to one session do not count)' },
+  { name: 'transaction_pipeline_depth', type: 'integer', default: 32, min: 1, max: 10000, pgrouter: true, context: 'reload', ...OK,
+    doc: 'pool_mode = transaction: requests queued on one shared backend connection before another is opened' },
   { name: 'pgrouter_admin_users', type: 'list', separator: ',', default: [], pgrouter: true, context: 'reload', ...OK,
     doc: 'Users allowed to run PGPOOL DETACH NODE and PGPOOL ATTACH NODE (comma-separated); empty allows nobody' },
 ] as const satisfies readonly SettingDef[];

@@ -61,7 +61,7 @@ const UNCACHED_DATABASES = new Set(['template0', 'template1']);
 /** Startup parameters that cannot be changed with SET once connected. */
 const FIXED_PARAMS = new Set(['options', 'replication']);
 
-function poolKey(r: { node: BackendNode; user: string; database: string; params: ReadonlyMap<string, string> }): string {
+export function poolKey(r: { node: BackendNode; user: string; database: string; params: ReadonlyMap<string, string> }): string {
   const fixed: string[] = [];
   for (const [k, v] of r.params) fixed.push(FIXED_PARAMS.has(k) ? `${k}=${v}` : k);
   fixed.sort();

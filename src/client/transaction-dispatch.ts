@@ -1,0 +1,543 @@
+// The client half of a session in pool_mode = transaction. Each request (a Query, or an
+// extended-protocol batch up to Sync) is classified: an autocommit statement is pipelined onto a
+// shared connection (lane) of the node routing chooses; a transaction takes a primary lane to
+// itself until ReadyForQuery says idle; a statement that changes session state (SET, LISTEN, temp
+// tables, SQL PREPARE, session advisory locks) pins the session to its primary lane for good.
+// Named prepared statements are renamed per lane so that clients never see each other's.
+
+import type { Logger } from 'pino';
+import { Frontend, TxStatus } from '../protocol/codes.ts';
+import * as w from '../protocol/writer.ts';
+import { parseKey, parseText, PARSE_COMPLETE, parseMessage, statementName, withStatementName } from '../protocol/statement-names.ts';
+import { sendCancel, type BackendCredentials, type ServerConnection } from '../backend/connection.ts';
+import { describeNode } from '../backend/node.ts';
+import { isUsable, type ClusterView } from '../pool/cluster.ts';
+import type { NodeStats } from '../pool/node-stats.ts';
+import type { Lane, LaneClient } from '../pool/lane.ts';
+import type { LaneGroup } from '../pool/lane-group.ts';
+import type { TransactionPool } from '../pool/transaction-pool.ts';
+import type { Pool } from '../pool/pool.ts';
+import type { AdminSessionInfo } from './context.ts';
+import { classify } from '../router/classify.ts';
+import type { Classification } from '../router/statement.ts';
+import { lagOverThreshold, NEEDS_CATALOG_LOOKUP, primaryReason, weightedChoice, type RouteSettings } from '../router/route.ts';
+import { catalogCache, freshFacts, mayChangeCatalogFacts, type DatabaseFacts } from '../router/catalog-cache.ts';
+import { queryRows } from '../backend/query-rows.ts';
+import { reasonCategory } from '../router/reason-category.ts';
+import { ProxyError } from '../errors/proxy-error.ts';
+import { SqlState } from '../errors/sqlstate.ts';
+
+/** What the transaction dispatcher needs from its session. */
+export interface TransactionHost {
+  readonly log: Logger;
+  readonly pool: Pool;
+  readonly lanes: TransactionPool;
+  readonly user: string;
+  readonly database: string;
+  readonly params: ReadonlyMap<string, string>;
+  readonly credentials: BackendCredentials;
+  cluster(): ClusterView;
+  routeSettings(): RouteSettings;
+  readonly stats: NodeStats;
+  readonly admin: ((sql: string, session: AdminSessionInfo) => Buffer | undefined) | undefined;
+  writeClient(buf: Buffer): boolean;
+  readonly clientQueuedBytes: number;
+  onceClientDrained(cb: () => void): void;
+  pauseClient(): void;
+  resumeClient(): void;
+  terminate(): void;
+  fail(e: ProxyError): void;
+  backendFailed(nodeId: number, why: string): void;
+  protocolViolation(message: string): void;
+  connectTimeoutMs(): number;
+  /** Every request the session sent has been answered. */
+  settled(): void;
+}
+
+/** How a request may share a connection. */
+const enum Mode {
+  /** Autocommit: ends with ReadyForQuery idle and leaves nothing behind; other clients' requests may follow it at once. */
+  Pipeline = 0,
+  /** Opens or continues a transaction (or COPY, a multi-statement string, a Flush-ended batch): the lane is held until idle. */
+  Exclusive = 1,
+  /** Leaves session state behind: the session keeps the lane for good. */
+  Pin = 2,
+}
+
+interface ClientStatement {
+  readonly key: string;
+  readonly c: Classification;
+  readonly sql: string;
+}
+
+/** One request: complete client messages (copies once the request has to wait). */
+interface Request {
+  frames: Buffer[];
+  /** Decided once, the first time the request is looked at. */
+  plan?: { node: number; mode: Mode };
+  /** What ends it: a Query, a Sync, a Flush, COPY data for the request in progress, a FunctionCall. */
+  readonly end: 'query' | 'sync' | 'flush' | 'copy' | 'call';
+}
+
+/** Advisory-lock and set_config calls whose effect outlives the transaction. */
+const SESSION_FUNCTIONS = /^(?:pg_catalog\.)?(pg_(try_)?advisory_(un)?lock(_shared)?|pg_advisory_unlock_all|set_config|dblink_connect(_u)?)$/;
+/** Utility statements whose effect outlives the transaction. */
+const SESSION_REASONS = new Set(['LISTEN', 'UNLISTEN', 'LOAD', 'DECLARECURSOR', 'SET isolation SERIALIZABLE', 'SET transaction_read_only to false']);
+const SET_LOCAL = /^\s*set\s+local\b/i;
+const SET_TRANSACTION = /^\s*set\s+transaction\b/i;
+const ADMIN_COMMAND = /^\s*(show\s+pool_|pgpool\s)/i;
+const TEMP_WORD = /\btemp(orary)?\b/i;
+/** A name no statement ever has: Close of a client's statement goes there (CloseComplete, nothing closed). */
+const NO_STATEMENT = 'pgrouter_closed';
+/** Requests queued before the client's reads are paused. */
+const MAX_QUEUED = 64;
+const CATALOG_QUERY_TIMEOUT_MS = 10_000;
+
+/** The mode a statement needs (see Mode). */
+export function statementMode(c: Classification, sql: string): Mode {
+  if (c.prepare !== undefined || c.deallocate !== undefined || c.createsTemp.length > 0) return Mode.Pin;
+  if (c.target === 'all' && c.tx === 'none') {
+    // SET, RESET, DISCARD, DEALLOCATE ALL; a LOCK weaker than ROW EXCLUSIVE only means something in a transaction.
+    if (c.reason === 'LOCK' || SET_LOCAL.test(sql)) return Mode.Exclusive;
+    return Mode.Pin;
+  }
+  if (SESSION_REASONS.has(c.reason) && !SET_TRANSACTION.test(sql)) return Mode.Pin;
+  for (const f of c.functions) if (SESSION_FUNCTIONS.test(f)) return Mode.Pin;
+  if (c.kind === 'ddl' && TEMP_WORD.test(sql)) return Mode.Pin;
+  if (c.tx !== 'none' || c.execute !== undefined) return Mode.Exclusive;
+  if (c.reason === 'multi-statement query' || c.reason.startsWith('COPY') || c.reason === 'parser not loaded yet') return Mode.Exclusive;
+  if (c.reason === 'unparsable statement' || c.reason === 'statement too long to classify') return Mode.Exclusive;
+  return Mode.Pipeline;
+}
+
+export class TransactionDispatcher implements LaneClient {
+  /** The lane holding this session's requests in flight (replies must come back in order). */
+  private lane: Lane | null = null;
+  private inFlight = 0;
+  /** A lane held by this session: a transaction, a Flush-ended batch, or pinned for good. */
+  private held: Lane | null = null;
+  private heldGroup: LaneGroup | null = null;
+  private pinned = false;
+  /** A Flush-ended batch whose Sync has not come yet. */
+  private openBatch = false;
+  /** Frames of the extended-protocol batch being gathered (views until the chunk ends). */
+  private batch: Buffer[] = [];
+  private readonly queue: Request[] = [];
+  private acquiring = false;
+  private granted: Lane | null = null;
+  private terminated = false;
+  private readonly statements = new Map<string, ClientStatement>();
+  private readonly facts: DatabaseFacts;
+  private readonly catalog;
+  private lookingUp = false;
+  private readPaused = false;
+
+  constructor(
+    private readonly host: TransactionHost,
+    first: ServerConnection,
+  ) {
+    const s = host.routeSettings();
+    catalogCache.configure(s.relcacheSize, s.relcacheExpire);
+    this.facts = catalogCache.database(host.database);
+    this.catalog = catalogCache.view(this.facts, () => null);
+    // The connection the session authenticated on joins its group, or goes back to the pool.
+    if (!this.groupOf(first.node.id).adopt(first)) host.pool.release(first);
+  }
+
+  private groupOf(nodeId: number): LaneGroup {
+    const node = this.host.cluster().node(nodeId)!;
+    return this.host.lanes.group(node, this.host.user, this.host.database, this.host.params, this.host.credentials);
+  }
+
+  private get primaryId(): number {
+    return this.host.cluster().primary?.id ?? 0;
+  }
+
+  // ---- LaneClient ----
+
+  deliver(bytes: Buffer): void {
+    this.host.writeClient(bytes);
+  }
+
+  get queuedBytes(): number {
+    return this.host.clientQueuedBytes;
+  }
+
+  onceDrained(cb: () => void): void {
+    this.host.onceClientDrained(cb);
+  }
+
+  requestDone(lane: Lane, status: number): void {
+    this.inFlight--;
+    if (this.inFlight === 0 && lane === this.lane) this.lane = null;
+    if (this.held === lane && !this.pinned && !this.openBatch && this.inFlight === 0 && status === TxStatus.Idle) {
+      this.held = null;
+      this.heldGroup!.release(lane);
+      this.heldGroup = null;
+    }
+    if (this.queue.length > 0) this.pump();
+    if (this.inFlight === 0) this.host.settled();
+  }
+
+  laneLost(lane: Lane, _err: Error | undefined): void {
+    if (this.terminated) return;
+    if (!lane.conn.sawFatal) this.host.backendFailed(lane.conn.node.id, 'connection lost');
+    this.host.fail(
+      new ProxyError(SqlState.CONNECTION_FAILURE, `backend ${describeNode(lane.conn.node)} closed the connection unexpectedly`, 'FATAL'),
+    );
+  }
+
+  // ---- client frames ----
+
+  readonly onFrame = (type: number, buf: Buffer, start: number, end: number): void => {
+    if (this.terminated) return;
+    const frame = buf.subarray(start, end);
+    switch (type) {
+      case Frontend.Query:
+        return this.submit({ frames: [frame], end: 'query' });
+      case Frontend.Parse:
+      case Frontend.Bind:
+      case Frontend.Describe:
+      case Frontend.Close:
+      case Frontend.Execute:
+        this.batch.push(frame);
+        return;
+      case Frontend.Flush:
+      case Frontend.Sync: {
+        this.batch.push(frame);
+        const frames = this.batch;
+        this.batch = [];
+        return this.submit({ frames, end: type === Frontend.Sync ? 'sync' : 'flush' });
+      }
+      case Frontend.CopyData:
+      case Frontend.CopyDone:
+      case Frontend.CopyFail:
+        return this.submit({ frames: [frame], end: 'copy' });
+      case Frontend.FunctionCall:
+        return this.submit({ frames: [frame], end: 'call' });
+      case Frontend.Terminate:
+        this.terminated = true;
+        this.host.terminate();
+        return;
+      default:
+        this.terminated = true;
+        this.host.protocolViolation(`invalid frontend message type ${type}`);
+    }
+  };
+
+  /** After each client chunk: frames kept past it are copied (the chunk's buffer is reused). */
+  endOfChunk(): void {
+    if (this.batch.length > 0) this.batch = this.batch.map((f) => Buffer.from(f));
+  }
+
+  holdsClientChunk(): boolean {
+    return this.batch.length > 0;
+  }
+
+  /** True while nothing is in flight or waiting. */
+  get idle(): boolean {
+    return this.inFlight === 0 && this.queue.length === 0 && this.batch.length === 0;
+  }
+
+  /** True while the session holds a lane in a transaction (drain waits for it to end). */
+  get inTransaction(): boolean {
+    return this.held !== null && (this.held.status !== TxStatus.Idle || this.openBatch);
+  }
+
+  private submit(r: Request): void {
+    if (this.queue.length === 0 && !this.acquiring && this.dispatch(r)) return;
+    r.frames = r.frames.map((f) => Buffer.from(f));
+    this.queue.push(r);
+    if (this.queue.length >= MAX_QUEUED && !this.readPaused) {
+      this.readPaused = true;
+      this.host.pauseClient();
+    }
+  }
+
+  private pump(): void {
+    while (this.queue.length > 0 && !this.acquiring && !this.terminated) {
+      if (!this.dispatch(this.queue[0]!)) return;
+      this.queue.shift();
+    }
+    if (this.readPaused && this.queue.length < MAX_QUEUED / 2) {
+      this.readPaused = false;
+      this.host.resumeClient();
+    }
+  }
+
+  /** Sends a request now (true) or arranges for it to be sent later (false). */
+  private dispatch(r: Request): boolean {
+    if (r.end === 'copy') {
+      const lane = this.held ?? this.lane;
+      if (lane) lane.write(r.frames[0]!);
+      return true;
+    }
+    if (this.openBatch) return this.send(this.held!, r, true);
+    if (r.end === 'query') {
+      const sql = r.frames[0]!.toString('utf8', 5, r.frames[0]!.length - 1);
+      if (this.host.admin && ADMIN_COMMAND.test(sql)) {
+        const reply = this.host.admin(sql, { user: this.host.user, database: this.host.database, loadBalanceNode: this.primaryId });
+        if (reply !== undefined) {
+          const full = Buffer.concat([reply, w.readyForQuery(this.held?.status ?? TxStatus.Idle)]);
+          const lane = this.held ?? this.lane;
+          if (lane) {
+            this.inFlight++;
+            this.lane = lane;
+            lane.local(this, full);
+          } else this.host.writeClient(full);
+          return true;
+        }
+      }
+    }
+    const plan = (r.plan ??= this.plan(r));
+    if (this.held) return this.send(this.held, r, false, plan);
+    const node = plan.mode === Mode.Pipeline ? plan.node : this.primaryId;
+    // Replies come back in order only from one lane: a request for another node (or one needing a
+    // lane to itself) waits until the requests in flight are answered.
+    if (this.lane !== null && (plan.mode !== Mode.Pipeline || this.lane.conn.node.id !== node || this.lane.reserved)) return false;
+    if (this.lane !== null) return this.send(this.lane, r, false, plan);
+    if (this.granted !== null) {
+      const lane = this.granted;
+      this.granted = null;
+      return this.send(lane, r, false, plan);
+    }
+    const group = this.groupOf(node);
+    const onLane = (lane: Lane | Error): void => {
+      this.acquiring = false;
+      if (lane instanceof Error) {
+        this.host.fail(new ProxyError(SqlState.CONNECTION_FAILURE, lane.message, 'FATAL'));
+        return;
+      }
+      if (this.terminated) {
+        if (lane.holder === this) group.release(lane);
+        return;
+      }
+      if (plan.mode !== Mode.Pipeline) {
+        this.held = lane;
+        this.heldGroup = group;
+      } else this.granted = lane;
+      this.pump();
+    };
+    const lane = plan.mode === Mode.Pipeline ? group.forPipeline(this, onLane) : group.forExclusive(this, onLane);
+    if (lane === null) {
+      this.acquiring = true;
+      return false;
+    }
+    if (plan.mode !== Mode.Pipeline) {
+      this.held = lane;
+      this.heldGroup = group;
+    }
+    return this.send(lane, r, false, plan);
+  }
+
+  /** Where a request goes and how it may share its lane; also records the client's statements. */
+  private plan(r: Request): { node: number; mode: Mode } {
+    const s = this.host.routeSettings();
+    let mode = Mode.Pipeline;
+    let primary = r.end !== 'sync' && r.end !== 'query';
+    if (r.end === 'flush' || r.end === 'call') mode = Mode.Exclusive;
+    let kind: Classification['kind'] = 'other';
+    let category = 'write';
+    const consider = (c: Classification, sql: string): void => {
+      kind = c.kind;
+      const m = statementMode(c, sql);
+      if (m > mode) mode = m;
+      if (c.target !== 'either') {
+        primary = true;
+        category = c.target === 'all' ? 'session_command' : 'write';
+        return;
+      }
+      const why = primaryReason(c, sql, NO_STATE, s, this.catalog);
+      if (why === NEEDS_CATALOG_LOOKUP) {
+        primary = true;
+        category = 'catalog_lookup';
+        this.lookUp(c);
+      } else if (why !== null) {
+        primary = true;
+        category = reasonCategory(why);
+      }
+      if (mayChangeCatalogFacts(c)) catalogCache.forget(this.facts);
+    };
+    for (const f of r.frames) {
+      const type = f[0];
+      if (type === Frontend.Query) {
+        const sql = f.toString('utf8', 5, f.length - 1);
+        consider(classify(sql), sql);
+      } else if (type === Frontend.Parse) {
+        const span = statementName(f, 0, f.length);
+        const sql = span ? parseText(f, 0, f.length, span) : null;
+        if (span === null || sql === null) {
+          primary = true;
+          continue;
+        }
+        const c = classify(sql);
+        if (span.name !== '') this.statements.set(span.name, { key: parseKey(f, 0, f.length, span), c, sql });
+        consider(c, sql);
+      } else if (type === Frontend.Bind || type === Frontend.Describe) {
+        const span = statementName(f, 0, f.length);
+        if (span === null || span.name === '') continue;
+        const st = this.statements.get(span.name);
+        if (st) consider(st.c, st.sql);
+        else primary = true;
+      }
+    }
+    if ((mode as Mode) === Mode.Pin) primary = true;
+    const node = primary || this.held ? this.primaryId : this.balanceNode(s);
+    if (this.held === null || !this.pinned) {
+      this.host.stats.statement(node, kind);
+      this.host.stats.routed(node, primary ? category : 'load_balance');
+    } else {
+      this.host.stats.statement(node, kind);
+      this.host.stats.routed(node, 'pinned_session');
+    }
+    return { node, mode };
+  }
+
+  /** A node for a read: by weight among the usable nodes whose lag is under the thresholds. */
+  private balanceNode(s: RouteSettings): number {
+    const primary = this.primaryId;
+    if (!s.loadBalance) return primary;
+    const view = this.host.cluster();
+    const candidates = view.nodes.filter((n) => isUsable(n) && (n.id === primary || lagOverThreshold(n.lag, s) === 0));
+    return weightedChoice(candidates)?.id ?? primary;
+  }
+
+  /** Writes a request to `lane`, renaming the client's prepared statements to the lane's. */
+  private send(lane: Lane, r: Request, continuing: boolean, plan?: { node: number; mode: Mode }): boolean {
+    if (plan?.mode === Mode.Pin && !this.pinned) {
+      this.pinned = true;
+      this.held = lane;
+      this.heldGroup!.pin(lane);
+    }
+    if (r.end === 'flush') this.openBatch = true;
+    else if (r.end === 'sync') this.openBatch = false;
+    const out: Buffer[] = [];
+    let strip = 0;
+    let answered = 0;
+    let registered: string[] | null = null;
+    let leading = !continuing;
+    // Statements this request uses but the lane has never parsed: parse them first.
+    const parsedHere = new Set<string>();
+    for (const f of r.frames) {
+      const type = f[0];
+      if (type !== Frontend.Parse && type !== Frontend.Bind && type !== Frontend.Describe) continue;
+      const span = statementName(f, 0, f.length);
+      if (span === null || span.name === '') continue;
+      if (type === Frontend.Parse) parsedHere.add(span.name);
+      else if (!parsedHere.has(span.name)) {
+        const st = this.statements.get(span.name);
+        if (st && !lane.statements.has(st.key)) {
+          const name = lane.newStatementName();
+          lane.statements.set(st.key, name);
+          (registered ??= []).push(st.key);
+          out.push(parseMessage(name, st.key));
+          strip++;
+          leading = false;
+        }
+      }
+    }
+    for (const f of r.frames) {
+      const type = f[0];
+      const span =
+        type === Frontend.Parse || type === Frontend.Bind || type === Frontend.Describe || type === Frontend.Close
+          ? statementName(f, 0, f.length)
+          : null;
+      if (span === null || span.name === '') {
+        out.push(f);
+        if (type !== Frontend.Sync && type !== Frontend.Flush) leading = false;
+        continue;
+      }
+      if (type === Frontend.Parse) {
+        const key = parseKey(f, 0, f.length, span);
+        if (leading && lane.statements.has(key)) {
+          answered++; // already parsed on this lane: ParseComplete from here
+          continue;
+        }
+        const name = lane.newStatementName();
+        lane.statements.set(key, name);
+        (registered ??= []).push(key);
+        out.push(withStatementName(f, 0, f.length, span, name));
+      } else if (type === Frontend.Close) {
+        this.statements.delete(span.name);
+        out.push(withStatementName(f, 0, f.length, span, NO_STATEMENT));
+      } else {
+        const st = this.statements.get(span.name);
+        const name = st ? lane.statements.get(st.key) : undefined;
+        out.push(name !== undefined ? withStatementName(f, 0, f.length, span, name) : f);
+      }
+      leading = false;
+    }
+    const prefix = answered > 0 ? Buffer.concat(new Array<Buffer>(answered).fill(PARSE_COMPLETE)) : null;
+    if (continuing) {
+      if (prefix) this.host.writeClient(prefix);
+      for (const b of out) lane.write(b);
+      return true;
+    }
+    this.inFlight++;
+    this.lane = lane;
+    lane.request(this, out, strip, prefix, registered);
+    return true;
+  }
+
+  /** Looks up the catalog facts a statement's routing needs, in the background (it went to the primary meanwhile). */
+  private lookUp(c: Classification): void {
+    if (this.lookingUp) return;
+    const want = catalogCache.missing(this.facts, c, this.host.routeSettings(), null);
+    if (want === undefined) return;
+    this.lookingUp = true;
+    const fresh = freshFacts();
+    void catalogCache
+      .lookUp(
+        this.facts,
+        want,
+        async (sql) => {
+          const node = this.host.cluster().node(this.primaryId)!;
+          const conn = await this.host.pool.lease({
+            node,
+            user: this.host.user,
+            database: this.host.database,
+            params: this.host.params,
+            credentials: this.host.credentials,
+          });
+          try {
+            return await queryRows(conn, sql, CATALOG_QUERY_TIMEOUT_MS);
+          } finally {
+            this.host.pool.release(conn);
+          }
+        },
+        fresh,
+      )
+      .then(() => {
+        this.lookingUp = false;
+        if (fresh.error !== undefined) this.host.log.warn({ err: fresh.error }, 'catalog lookup failed');
+      });
+  }
+
+  /** Cancels the session's statement if it is the one its lane is running. */
+  cancel(): void {
+    const lane = this.lane ?? this.held;
+    if (lane && (lane.runningFor(this) || lane === this.held)) sendCancel(lane.conn, this.host.connectTimeoutMs());
+  }
+
+  /** The session ended: a held lane goes back (rolled back and reset when needed). */
+  close(): void {
+    this.terminated = true;
+    this.queue.length = 0;
+    const lane = this.held;
+    const group = this.heldGroup;
+    this.held = null;
+    this.heldGroup = null;
+    if (lane && group) {
+      if (lane.inFlight > 0 || lane.serves(this)) {
+        // Replies still due on it: it cannot be reset cleanly.
+        lane.conn.sink = null;
+        this.host.pool.destroy(lane.conn);
+        lane.closed = true;
+        group.abandon(lane);
+      } else if (this.pinned || lane.status !== TxStatus.Idle || this.openBatch) group.abandon(lane);
+      else group.release(lane);
+    }
+  }
+}
+
+const NO_STATE = { inTransaction: false, writing: false, pinned: false, tempTables: new Set<string>(), written: new Set<string>() };

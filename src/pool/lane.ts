@@ -1,0 +1,313 @@
+// One backend connection shared by transaction-pooled sessions (pool_mode = transaction). Requests
+// of several clients are written to it back to back, several per write (pipelined), and its reply
+// stream is cut at each ReadyForQuery and handed, in order, to the client whose request it answers.
+// It also keeps the server-side names of the prepared statements parsed on this connection.
+
+import type { ReplySink, ServerConnection } from '../backend/connection.ts';
+import { Backend, TxStatus } from '../protocol/codes.ts';
+
+/** What a lane needs from a client session. */
+export interface LaneClient {
+  /** Reply bytes for the client (a view of the lane's read buffer). */
+  deliver(bytes: Buffer): void;
+  /** Bytes still queued on the client's socket. */
+  readonly queuedBytes: number;
+  /** Calls `cb` once the client's socket has drained (or closed). */
+  onceDrained(cb: () => void): void;
+  /** One of the client's requests got its ReadyForQuery (`status` is its status byte). */
+  requestDone(lane: Lane, status: number): void;
+  /** The backend connection failed while the client had requests on it or held it. */
+  laneLost(lane: Lane, err: Error | undefined): void;
+}
+
+/** A request written to the lane, waiting for its ReadyForQuery. */
+interface Pending {
+  readonly client: LaneClient;
+  /** ParseComplete replies to drop: answers to Parses pgrouter added in front of the request. */
+  strip: number;
+  /** Bytes the client gets before the request's replies (ParseComplete for Parses answered here). */
+  prefix: Buffer | null;
+  /** A reply pgrouter makes itself (an admin command's); nothing of it went to the server. */
+  readonly local: Buffer | null;
+  /** Parse keys this request registered in `statements`: forgotten again if it fails. */
+  readonly registered: readonly string[] | null;
+  failed: boolean;
+}
+
+/** Server-side statement names are unique in the process, so a reused connection never sees one twice. */
+let nextStatement = 1;
+
+/** Replies a slow client may have queued before the lane stops reading for it. */
+const CLIENT_HIGH_WATER = 256 * 1024;
+const STAGE_SIZE = 16 * 1024;
+
+/** Called by the lane on its group's behalf. */
+export interface LaneOwner {
+  /** The lane has no request in flight any more. */
+  laneIdle(lane: Lane): void;
+  /** The backend connection closed or broke. */
+  laneClosed(lane: Lane, err: Error | undefined): void;
+}
+
+export class Lane implements ReplySink {
+  private readonly fifo: Pending[] = [];
+  private head = 0;
+  /** performance.now() when the oldest request in flight was written, or began to be answered. */
+  private headSince = 0;
+  /** performance.now() at the last reply chunk. */
+  private lastReply = 0;
+  /** The client holding the lane (a transaction in progress, a Flush-ended batch, or pinned). */
+  holder: LaneClient | null = null;
+  /** Held for good by one session (it changed session state); no longer in its group's count. */
+  pinned = false;
+  /** Kept free of new pipelined requests until an exclusive request waiting for it can have it. */
+  reserved = false;
+  /** Server-side statement name by parse key (see statement-names.ts). */
+  readonly statements = new Map<string, string>();
+  /** Last ReadyForQuery status seen. */
+  status: number = TxStatus.Idle;
+  private stage = Buffer.allocUnsafe(STAGE_SIZE);
+  private staged = 0;
+  private flushScheduled = false;
+  private heldChunk = false;
+  private pausedForClient = false;
+  // Reply stream position: bytes to drop, length bytes still to read, body bytes left.
+  private skip = 0;
+  private lenNeed = 0;
+  private lenAcc = 0;
+  private rem = 0;
+  private curIsReady = false;
+  closed = false;
+
+  constructor(
+    readonly conn: ServerConnection,
+    private readonly owner: LaneOwner,
+  ) {
+    conn.sink = this;
+    this.status = conn.txStatus;
+  }
+
+  /** Requests in flight. */
+  get inFlight(): number {
+    return this.fifo.length - this.head;
+  }
+
+  /**
+   * True when the oldest request in flight has waited longer than `ms` and no reply byte has come
+   * for as long: a slow statement holds the lane (a busy lane keeps answering, however loaded).
+   */
+  stalled(now: number, ms: number): boolean {
+    return this.inFlight > 0 && now - this.headSince > ms && now - this.lastReply > ms;
+  }
+
+  /** A fresh server-side name for a statement parsed on this connection. */
+  newStatementName(): string {
+    return `pgrouter_${nextStatement++}`;
+  }
+
+  /**
+   * Writes a request that ends in a ReadyForQuery. Its bytes are staged and written with the
+   * other requests of this event-loop turn in one write.
+   */
+  request(client: LaneClient, bytes: readonly Buffer[], strip: number, prefix: Buffer | null, registered: readonly string[] | null): void {
+    this.push({ client, strip, prefix, local: null, registered, failed: false });
+    for (const b of bytes) this.put(b);
+  }
+
+  /** Bytes that belong to a request already in flight (after a Flush, COPY data). */
+  write(bytes: Buffer): void {
+    this.put(bytes);
+  }
+
+  /** A reply made by pgrouter, delivered after the client's replies still in flight here. */
+  local(client: LaneClient, reply: Buffer): void {
+    this.push({ client, strip: 0, prefix: null, local: reply, registered: null, failed: false });
+  }
+
+  private push(p: Pending): void {
+    if (this.inFlight === 0) {
+      this.headSince = performance.now();
+      if (p.local !== null) {
+        p.client.deliver(p.local);
+        p.client.requestDone(this, this.status);
+        return;
+      }
+      if (p.prefix !== null) {
+        p.client.deliver(p.prefix);
+        p.prefix = null;
+      }
+    }
+    this.fifo.push(p);
+  }
+
+  private put(b: Buffer): void {
+    if (this.staged + b.length > this.stage.length) {
+      if (this.staged > 0) this.flush();
+      if (b.length > this.stage.length) {
+        this.conn.write(b);
+        return;
+      }
+    }
+    b.copy(this.stage, this.staged);
+    this.staged += b.length;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flush);
+    }
+  }
+
+  private readonly flush = (): void => {
+    this.flushScheduled = false;
+    if (this.staged === 0 || this.closed) return;
+    const out = this.stage.subarray(0, this.staged);
+    this.staged = 0;
+    this.conn.write(out);
+    // The socket still references the bytes: stage the next ones elsewhere.
+    if (this.conn.socket.writableLength > 0) this.stage = Buffer.allocUnsafe(STAGE_SIZE);
+  };
+
+  // ---- replies ----
+
+  holdsReplyChunk(): boolean {
+    return this.heldChunk;
+  }
+
+  onReply(_conn: ServerConnection, chunk: Buffer): void {
+    this.heldChunk = false;
+    this.lastReply = performance.now();
+    const n = chunk.length;
+    let i = 0;
+    let from = 0;
+    while (i < n) {
+      if (this.skip > 0) {
+        const t = Math.min(this.skip, n - i);
+        i += t;
+        this.skip -= t;
+        from = i;
+        continue;
+      }
+      if (this.lenNeed > 0) {
+        while (this.lenNeed > 0 && i < n) {
+          this.lenAcc = this.lenAcc * 256 + chunk[i++]!;
+          this.lenNeed--;
+        }
+        if (this.lenNeed === 0) this.startBody(this.lenAcc);
+        continue;
+      }
+      if (this.rem > 0) {
+        const t = Math.min(this.rem, n - i);
+        i += t;
+        this.rem -= t;
+        if (this.rem === 0 && this.curIsReady) {
+          this.curIsReady = false;
+          this.ready(chunk, from, i, chunk[i - 1]!);
+          from = i;
+        }
+        continue;
+      }
+      // A message starts at i.
+      const type = chunk[i]!;
+      const p = this.inFlight > 0 ? this.fifo[this.head]! : null;
+      if (type === Backend.ParseComplete && p !== null && p.strip > 0) {
+        if (i > from) this.toClient(chunk.subarray(from, i));
+        p.strip--;
+        this.skip = 5;
+        continue;
+      }
+      this.curIsReady = type === Backend.ReadyForQuery;
+      if (type === Backend.ErrorResponse && p !== null) p.failed = true;
+      if (n - i >= 5) {
+        const len = chunk.readInt32BE(i + 1);
+        i += 5;
+        this.startBody(len);
+      } else {
+        i += 1;
+        this.lenNeed = 4;
+        this.lenAcc = 0;
+      }
+    }
+    if (from < n) this.toClient(from === 0 ? chunk : chunk.subarray(from, n));
+  }
+
+  private startBody(len: number): void {
+    // The connection's own scanner has checked every length before the chunk got here.
+    this.rem = Math.max(0, len - 4);
+  }
+
+  /** A ReadyForQuery ended at `to`: the head request is answered. */
+  private ready(chunk: Buffer, from: number, to: number, status: number): void {
+    this.status = status;
+    if (to > from) this.toClient(chunk.subarray(from, to));
+    if (this.inFlight === 0) return; // one nobody asked for: already given to the holder
+    const p = this.fifo[this.head]!;
+    this.fifo[this.head++] = undefined as never;
+    if (this.head > 64 && this.head * 2 > this.fifo.length) {
+      this.fifo.splice(0, this.head);
+      this.head = 0;
+    }
+    this.headSince = performance.now();
+    if (p.failed && p.registered !== null) for (const k of p.registered) this.statements.delete(k);
+    p.client.requestDone(this, status);
+    // Replies pgrouter makes itself, and prefixes, of the requests now at the head.
+    while (this.inFlight > 0) {
+      const q = this.fifo[this.head]!;
+      if (q.prefix !== null) {
+        q.client.deliver(q.prefix);
+        q.prefix = null;
+      }
+      if (q.local === null) break;
+      this.fifo[this.head++] = undefined as never;
+      q.client.deliver(q.local);
+      q.client.requestDone(this, this.status);
+    }
+    if (this.inFlight === 0) {
+      this.fifo.length = 0;
+      this.head = 0;
+      this.owner.laneIdle(this);
+    }
+  }
+
+  private toClient(bytes: Buffer): void {
+    const c = this.inFlight > 0 ? this.fifo[this.head]!.client : this.holder;
+    if (c === null) return; // a notice nobody waits for
+    c.deliver(bytes);
+    const q = c.queuedBytes;
+    if (q === 0) return;
+    this.heldChunk = true;
+    if (q > CLIENT_HIGH_WATER && !this.pausedForClient) {
+      this.pausedForClient = true;
+      this.conn.socket.pause();
+      c.onceDrained(() => {
+        this.pausedForClient = false;
+        if (!this.closed) this.conn.socket.resume();
+      });
+    }
+  }
+
+  onReady(): void {
+    // Requests are answered as their ReadyForQuery passes through onReply.
+  }
+
+  onServerClose(_conn: ServerConnection, err: Error | undefined): void {
+    if (this.closed) return;
+    this.closed = true;
+    const told = new Set<LaneClient>();
+    for (let i = this.head; i < this.fifo.length; i++) told.add(this.fifo[i]!.client);
+    if (this.holder) told.add(this.holder);
+    this.fifo.length = 0;
+    this.head = 0;
+    this.owner.laneClosed(this, err);
+    for (const c of told) c.laneLost(this, err);
+  }
+
+  /** True when `client` has requests in flight here. */
+  serves(client: LaneClient): boolean {
+    for (let i = this.head; i < this.fifo.length; i++) if (this.fifo[i]!.client === client) return true;
+    return false;
+  }
+
+  /** True when the request at the head belongs to `client` (a cancel would hit it). */
+  runningFor(client: LaneClient): boolean {
+    return this.inFlight > 0 && this.fifo[this.head]!.client === client;
+  }
+}

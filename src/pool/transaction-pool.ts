@@ -1,0 +1,50 @@
+// pool_mode = transaction: the lane groups (shared backend connections) of every node, user,
+// database and startup-parameter set, created when the first session of that kind needs one.
+
+import type { Logger } from 'pino';
+import type { BackendCredentials } from '../backend/connection.ts';
+import type { BackendNode } from '../backend/node.ts';
+import { LaneGroup, type LaneLimits } from './lane-group.ts';
+import { poolKey, type Pool } from './pool.ts';
+
+export class TransactionPool {
+  private readonly groups = new Map<string, LaneGroup>();
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly log: Logger,
+    private readonly limits: () => LaneLimits,
+  ) {}
+
+  /**
+   * The group for these sessions on `node`. `credentials` open its connections: those of the
+   * session that needed the group first (the pool_passwd entry, or its SCRAM keys).
+   */
+  group(node: BackendNode, user: string, database: string, params: ReadonlyMap<string, string>, credentials: BackendCredentials): LaneGroup {
+    const key = `${poolKey({ node, user, database, params })}\0${node.host}:${node.port}`;
+    let g = this.groups.get(key);
+    if (g === undefined) {
+      g = new LaneGroup(
+        node,
+        () => this.pool.lease({ node, user, database, params, credentials }),
+        this.limits,
+        this.log,
+        (conn) => this.pool.release(conn),
+      );
+      this.groups.set(key, g);
+    }
+    return g;
+  }
+
+  /** Shared connections open, per node id (SHOW and metrics count them with the pool's). */
+  laneCount(nodeId: number): number {
+    let n = 0;
+    for (const g of this.groups.values()) if (g.node.id === nodeId) n += g.lanes.length;
+    return n;
+  }
+
+  closeAll(): void {
+    for (const g of this.groups.values()) g.closeAll();
+    this.groups.clear();
+  }
+}
