@@ -74,7 +74,7 @@ interface ClientStatement {
 interface Request {
   frames: Buffer[];
   /** Decided once, the first time the request is looked at. */
-  plan?: { node: number; mode: Mode };
+  plan?: { node: number; readonly mode: Mode };
   /** What ends it: a Query, a Sync, a Flush, COPY data for the request in progress, a FunctionCall. */
   readonly end: 'query' | 'sync' | 'flush' | 'copy' | 'call';
 }
@@ -305,6 +305,13 @@ export class TransactionDispatcher implements LaneClient {
     const onLane = (lane: Lane | Error): void => {
       this.acquiring = false;
       if (lane instanceof Error) {
+        if (node !== this.primaryId && plan.mode === Mode.Pipeline) {
+          // A replica that cannot be reached: this read goes to the primary instead.
+          this.host.backendFailed(node, lane.message);
+          plan.node = this.primaryId;
+          this.pump();
+          return;
+        }
         this.host.fail(new ProxyError(SqlState.CONNECTION_FAILURE, lane.message, 'FATAL'));
         return;
       }
@@ -331,15 +338,15 @@ export class TransactionDispatcher implements LaneClient {
   }
 
   /** Where a request goes and how it may share its lane; also records the client's statements. */
-  private plan(r: Request): { node: number; mode: Mode } {
+  private plan(r: Request): { node: number; readonly mode: Mode } {
     const s = this.host.routeSettings();
     let mode = Mode.Pipeline;
     let primary = r.end !== 'sync' && r.end !== 'query';
     if (r.end === 'flush' || r.end === 'call') mode = Mode.Exclusive;
-    let kind: Classification['kind'] = 'other';
+    const kinds: Array<Classification['kind']> = [];
     let category = 'write';
     const consider = (c: Classification, sql: string): void => {
-      kind = c.kind;
+      kinds.push(c.kind);
       const m = statementMode(c, sql);
       if (m > mode) mode = m;
       if (c.target !== 'either') {
@@ -383,12 +390,10 @@ export class TransactionDispatcher implements LaneClient {
     }
     if ((mode as Mode) === Mode.Pin) primary = true;
     const node = primary || this.held ? this.primaryId : this.balanceNode(s);
-    if (this.held === null || !this.pinned) {
-      this.host.stats.statement(node, kind);
-      this.host.stats.routed(node, primary ? category : 'load_balance');
-    } else {
-      this.host.stats.statement(node, kind);
-      this.host.stats.routed(node, 'pinned_session');
+    const reason = this.pinned ? 'pinned_session' : this.held ? 'transaction' : primary ? category : 'load_balance';
+    for (const k of kinds) {
+      this.host.stats.statement(node, k);
+      this.host.stats.routed(node, reason);
     }
     return { node, mode };
   }

@@ -23,7 +23,11 @@ const BY_PREFIX: ReadonlyArray<readonly [prefix: string, category: string]> = [
 
 /** Every category a decision can be counted under (for documentation and tests). */
 export const REASON_CATEGORIES: readonly string[] = [
-  'write', 'session_command', 'prepared_statement', ...new Set(BY_PREFIX.map(([, c]) => c)), 'other',
+  'write', 'session_command', 'prepared_statement', ...new Set(BY_PREFIX.map(([, c]) => c)),
+  // pool_mode = transaction: a read sent to the primary while its catalog facts are looked up, a
+  // statement inside a transaction (which runs on its primary lane), one of a pinned session.
+  'catalog_lookup', 'transaction', 'pinned_session',
+  'other',
 ];
 
 const memo = new Map<string, string>();

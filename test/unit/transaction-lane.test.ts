@@ -1,0 +1,191 @@
+// pool_mode = transaction below the socket: the lane's reply splitter fed backend bytes (whole,
+// and cut at every byte), the statement-name rewriting of Parse/Bind/Describe/Close, and which
+// statements may be pipelined, need a lane to themselves, or pin their session.
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { Lane, type LaneClient } from '../../src/pool/lane.ts';
+import type { ServerConnection } from '../../src/backend/connection.ts';
+import { parseKey, parseMessage, parseText, statementName, withStatementName } from '../../src/protocol/statement-names.ts';
+import { statementMode } from '../../src/client/transaction-dispatch.ts';
+import { classify } from '../../src/router/classify.ts';
+import { loadParser } from '../../src/router/parse-tree.ts';
+
+function msg(type: string, body: Buffer | string = Buffer.alloc(0)): Buffer {
+  const b = typeof body === 'string' ? Buffer.from(body) : body;
+  const h = Buffer.alloc(5);
+  h[0] = type.charCodeAt(0);
+  h.writeInt32BE(4 + b.length, 1);
+  return Buffer.concat([h, b]);
+}
+const ready = (s: string): Buffer => msg('Z', s);
+const cstr = (...parts: string[]): Buffer => Buffer.from(parts.map((p) => p + '\0').join(''));
+
+class Client implements LaneClient {
+  got: Buffer[] = [];
+  done: number[] = [];
+  lost = 0;
+  queuedBytes = 0;
+  deliver(b: Buffer): void {
+    this.got.push(Buffer.from(b));
+  }
+  onceDrained(cb: () => void): void {
+    cb();
+  }
+  requestDone(_l: Lane, status: number): void {
+    this.done.push(status);
+  }
+  laneLost(): void {
+    this.lost++;
+  }
+  get bytes(): Buffer {
+    return Buffer.concat(this.got);
+  }
+}
+
+function fakeConn(): { conn: ServerConnection; written: Buffer[] } {
+  const written: Buffer[] = [];
+  const conn = {
+    txStatus: 0x49,
+    sink: null,
+    socket: { writableLength: 0, pause() {}, resume() {} },
+    write(b: Buffer) {
+      written.push(Buffer.from(b));
+      return true;
+    },
+  } as unknown as ServerConnection;
+  return { conn, written };
+}
+
+const owner = { laneIdle() {}, laneClosed() {} };
+
+describe('lane reply splitting', () => {
+  const replyA = Buffer.concat([msg('T', 'rowdesc-a'), msg('D', 'row-a'), msg('C', cstr('SELECT 1')), ready('I')]);
+  const replyB = Buffer.concat([msg('1'), msg('2'), msg('D', 'row-b'.repeat(50)), msg('C', cstr('SELECT 1')), ready('I')]);
+
+  for (const step of [0, 1, 3, 7]) {
+    test(step === 0 ? 'two clients, one chunk' : `two clients, chunks of ${step} bytes`, () => {
+      const { conn } = fakeConn();
+      const lane = new Lane(conn, owner);
+      const a = new Client();
+      const b = new Client();
+      lane.request(a, [msg('Q', cstr('select a'))], 0, null, null);
+      // b's request had a Parse pgrouter added: its first ParseComplete is not b's.
+      lane.request(b, [msg('Q', cstr('select b'))], 1, null, null);
+      const all = Buffer.concat([replyA, replyB]);
+      if (step === 0) lane.onReply(conn, all);
+      else for (let i = 0; i < all.length; i += step) lane.onReply(conn, all.subarray(i, i + step));
+      assert.deepEqual(a.bytes, replyA);
+      assert.deepEqual(b.bytes, replyB.subarray(5));
+      assert.deepEqual(a.done, [0x49]);
+      assert.deepEqual(b.done, [0x49]);
+      assert.equal(lane.inFlight, 0);
+    });
+  }
+
+  test('a prefix and a local reply wait for the replies owed before them', () => {
+    const { conn } = fakeConn();
+    const lane = new Lane(conn, owner);
+    const a = new Client();
+    lane.request(a, [msg('Q', cstr('select 1'))], 0, null, null);
+    lane.request(a, [msg('S')], 0, msg('1'), null);
+    lane.local(a, Buffer.concat([msg('C', cstr('SHOW')), ready('T')]));
+    assert.equal(a.got.length, 0, 'nothing before the first reply');
+    lane.onReply(conn, Buffer.concat([msg('C', cstr('SELECT 1')), ready('T')]));
+    assert.deepEqual(a.bytes, Buffer.concat([msg('C', cstr('SELECT 1')), ready('T'), msg('1')]));
+    lane.onReply(conn, ready('T'));
+    assert.deepEqual(
+      a.bytes,
+      Buffer.concat([msg('C', cstr('SELECT 1')), ready('T'), msg('1'), ready('T'), msg('C', cstr('SHOW')), ready('T')]),
+    );
+    assert.deepEqual(a.done, [0x54, 0x54, 0x54]);
+  });
+
+  test('a request that fails forgets the statements it registered', () => {
+    const { conn } = fakeConn();
+    const lane = new Lane(conn, owner);
+    const a = new Client();
+    lane.statements.set('k-ok', 'pgrouter_x');
+    lane.statements.set('k-bad', 'pgrouter_y');
+    lane.request(a, [msg('P')], 0, null, ['k-bad']);
+    lane.onReply(conn, Buffer.concat([msg('E', 'SERROR\0C42601\0Msyntax\0\0'), ready('I')]));
+    assert.equal(lane.statements.has('k-bad'), false);
+    assert.equal(lane.statements.get('k-ok'), 'pgrouter_x');
+  });
+
+  test('requests of one event-loop turn go out in one write', async () => {
+    const { conn, written } = fakeConn();
+    const lane = new Lane(conn, owner);
+    const a = new Client();
+    const b = new Client();
+    lane.request(a, [msg('Q', cstr('select 1'))], 0, null, null);
+    lane.request(b, [msg('Q', cstr('select 2'))], 0, null, null);
+    assert.equal(written.length, 0);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(written.length, 1);
+    assert.deepEqual(written[0], Buffer.concat([msg('Q', cstr('select 1')), msg('Q', cstr('select 2'))]));
+  });
+});
+
+describe('statement names', () => {
+  const parse = msg('P', Buffer.concat([cstr('stmt1', 'SELECT $1::int'), Buffer.from([0, 1, 0, 0, 0, 23])]));
+  const bind = msg('B', Buffer.concat([cstr('portal', 'stmt1'), Buffer.from([0, 0, 0, 0, 0, 0])]));
+  const describeS = msg('D', Buffer.concat([Buffer.from('S'), cstr('stmt1')]));
+  const describeP = msg('D', Buffer.concat([Buffer.from('P'), cstr('stmt1')]));
+  const close = msg('C', Buffer.concat([Buffer.from('S'), cstr('stmt1')]));
+
+  test('reads the statement name of Parse, Bind, Describe S and Close S only', () => {
+    for (const m of [parse, bind, describeS, close]) assert.equal(statementName(m, 0, m.length)?.name, 'stmt1');
+    assert.equal(statementName(describeP, 0, describeP.length), null);
+    const q = msg('Q', cstr('select 1'));
+    assert.equal(statementName(q, 0, q.length), null);
+  });
+
+  test('rewrites the name and the length, nothing else', () => {
+    for (const m of [parse, bind, describeS, close]) {
+      const span = statementName(m, 0, m.length)!;
+      const out = withStatementName(m, 0, m.length, span, 'pgrouter_12345');
+      assert.equal(out.readInt32BE(1), out.length - 1);
+      assert.equal(statementName(out, 0, out.length)?.name, 'pgrouter_12345');
+      const back = withStatementName(out, 0, out.length, statementName(out, 0, out.length)!, 'stmt1');
+      assert.deepEqual(back, m);
+    }
+  });
+
+  test('a Parse rebuilt from its key under another name keeps text and parameter types', () => {
+    const span = statementName(parse, 0, parse.length)!;
+    const key = parseKey(parse, 0, parse.length, span);
+    assert.equal(parseText(parse, 0, parse.length, span), 'SELECT $1::int');
+    const again = parseMessage('stmt1', key);
+    assert.deepEqual(again, parse);
+  });
+});
+
+describe('what may share a connection', async () => {
+  await loadParser();
+  const cases: Array<[string, number]> = [
+    ['SELECT abalance FROM pgbench_accounts WHERE aid = 5', 0],
+    ['INSERT INTO t VALUES (1)', 0],
+    ['SELECT nextval(\'s\')', 0],
+    ['BEGIN', 1],
+    ['COMMIT', 1],
+    ['SAVEPOINT a', 1],
+    ['SELECT 1; SELECT 2', 1],
+    ['COPY t FROM STDIN', 1],
+    ['SET LOCAL work_mem = \'1MB\'', 1],
+    ['SET search_path = app', 2],
+    ['RESET ALL', 2],
+    ['DISCARD ALL', 2],
+    ['PREPARE p AS SELECT 1', 2],
+    ['LISTEN chan', 2],
+    ['CREATE TEMP TABLE tt (a int)', 2],
+    ['SELECT pg_advisory_lock(1)', 2],
+    ['SELECT pg_advisory_xact_lock(1)', 0],
+    ['SELECT set_config(\'a.b\', \'1\', false)', 2],
+    ['DECLARE c CURSOR WITH HOLD FOR SELECT 1', 2],
+  ];
+  for (const [sql, want] of cases)
+    test(`${sql} → ${['pipelined', 'holds a lane', 'pins the session'][want]}`, () => {
+      assert.equal(statementMode(classify(sql), sql), want);
+    });
+});
