@@ -8,7 +8,7 @@
 import type { Logger } from 'pino';
 import { Frontend, TxStatus } from '../protocol/codes.ts';
 import * as w from '../protocol/writer.ts';
-import { parseKey, parseText, PARSE_COMPLETE, parseMessage, statementName, withStatementName } from '../protocol/statement-names.ts';
+import { closeStatement, parseKey, parseText, PARSE_COMPLETE, parseMessage, statementName, withStatementName } from '../protocol/statement-names.ts';
 import { sendCancel, type BackendCredentials, type ServerConnection } from '../backend/connection.ts';
 import { describeNode } from '../backend/node.ts';
 import { isUsable, type ClusterView } from '../pool/cluster.ts';
@@ -92,6 +92,8 @@ const NO_STATEMENT = 'pgrouter_closed';
 /** Requests queued before the client's reads are paused. */
 const MAX_QUEUED = 64;
 const CATALOG_QUERY_TIMEOUT_MS = 10_000;
+/** Server-side statements a lane keeps before the oldest are closed. */
+const MAX_LANE_STATEMENTS = 512;
 
 /** The mode a statement needs (see Mode). */
 export function statementMode(c: Classification, sql: string): Mode {
@@ -423,6 +425,7 @@ export class TransactionDispatcher implements LaneClient {
     let leading = !continuing;
     // Statements this request uses but the lane has never parsed: parse them first.
     const parsedHere = new Set<string>();
+    if (!continuing && r.end === 'sync' && lane.statements.size > MAX_LANE_STATEMENTS) strip += this.evict(lane, r, out);
     for (const f of r.frames) {
       const type = f[0];
       if (type !== Frontend.Parse && type !== Frontend.Bind && type !== Frontend.Describe) continue;
@@ -482,6 +485,33 @@ export class TransactionDispatcher implements LaneClient {
     this.lane = lane;
     lane.request(this, out, strip, prefix, registered);
     return true;
+  }
+
+  /**
+   * Closes the lane's oldest server-side statements (those this request does not use) until it
+   * holds three quarters of MAX_LANE_STATEMENTS; the Closes go in front of the request and their
+   * CloseComplete replies are dropped. Returns how many were added.
+   */
+  private evict(lane: Lane, r: Request, out: Buffer[]): number {
+    const used = new Set<string>();
+    for (const f of r.frames) {
+      const span = f[0] === Frontend.Bind || f[0] === Frontend.Describe || f[0] === Frontend.Parse ? statementName(f, 0, f.length) : null;
+      if (span === null || span.name === '') continue;
+      if (f[0] === Frontend.Parse) used.add(parseKey(f, 0, f.length, span));
+      else {
+        const st = this.statements.get(span.name);
+        if (st) used.add(st.key);
+      }
+    }
+    let n = 0;
+    for (const [key, name] of lane.statements) {
+      if (lane.statements.size <= (MAX_LANE_STATEMENTS * 3) / 4) break;
+      if (used.has(key)) continue;
+      lane.statements.delete(key);
+      out.push(closeStatement(name));
+      n++;
+    }
+    return n;
   }
 
   /** Looks up the catalog facts a statement's routing needs, in the background (it went to the primary meanwhile). */

@@ -23,7 +23,7 @@ export interface LaneClient {
 /** A request written to the lane, waiting for its ReadyForQuery. */
 interface Pending {
   readonly client: LaneClient;
-  /** ParseComplete replies to drop: answers to Parses pgrouter added in front of the request. */
+  /** ParseComplete/CloseComplete replies to drop: answers to the Parses and Closes pgrouter put in front of the request. */
   strip: number;
   /** Bytes the client gets before the request's replies (ParseComplete for Parses answered here). */
   prefix: Buffer | null;
@@ -208,7 +208,7 @@ export class Lane implements ReplySink {
       // A message starts at i.
       const type = chunk[i]!;
       const p = this.inFlight > 0 ? this.fifo[this.head]! : null;
-      if (type === Backend.ParseComplete && p !== null && p.strip > 0) {
+      if ((type === Backend.ParseComplete || type === Backend.CloseComplete) && p !== null && p.strip > 0) {
         if (i > from) this.toClient(chunk.subarray(from, i));
         p.strip--;
         this.skip = 5;

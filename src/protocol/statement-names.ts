@@ -75,3 +75,15 @@ export function parseMessage(name: string, key: string): Buffer {
 
 /** ParseComplete, answered for a Parse the backend connection already holds. */
 export const PARSE_COMPLETE = Buffer.from([0x31, 0, 0, 0, 4]);
+
+/** Close of the prepared statement `name`. */
+export function closeStatement(name: string): Buffer {
+  const nameLen = Buffer.byteLength(name);
+  const out = Buffer.allocUnsafe(7 + nameLen);
+  out[0] = Frontend.Close;
+  out.writeInt32BE(out.length - 1, 1);
+  out[5] = 0x53; // 'S'
+  out.write(name, 6);
+  out[6 + nameLen] = 0;
+  return out;
+}
