@@ -15,6 +15,7 @@ import { SqlState } from '../errors/sqlstate.ts';
 import type { Release } from './admission.ts';
 import { authenticateClient, type ClientAuthMethod, type ClientChannel } from './authenticate.ts';
 import type { ScramPassThrough } from '../auth/scram.ts';
+import type { PoolSecret } from '../auth/pool-passwd.ts';
 import type { AdminSessionInfo, ProxyContext } from './context.ts';
 import { Dispatcher } from './dispatch.ts';
 import { TransactionDispatcher, type TransactionHost } from './transaction-dispatch.ts';
@@ -304,6 +305,10 @@ export class Session implements ReplySink, ClientChannel {
     }
     let conn: ServerConnection;
     this.params = params;
+    if (settings.poolMode === 'transaction' && !this.withoutPrimary && !verifyLater) {
+      await this.loginShared(primary, secret, passThrough, clientPassword, authenticated);
+      return;
+    }
     try {
       conn = await ctx.pool.lease({
         node: primary,
@@ -341,16 +346,13 @@ export class Session implements ReplySink, ClientChannel {
       return;
     }
     conn.sink = this;
-    this.transactionMode = settings.poolMode === 'transaction' && !this.withoutPrimary;
     this.credentials = {
       secret,
       scramPassThrough: passThrough,
       askPassword: clientPassword !== undefined ? async () => clientPassword! : undefined,
     };
-    if (!this.transactionMode) {
-      this.dispatcher = new Dispatcher(this.dispatchHost(), conn);
-      this.dispatcher.sink = this;
-    }
+    this.dispatcher = new Dispatcher(this.dispatchHost(), conn);
+    this.dispatcher.sink = this;
     if (!authenticated) {
       const out = await authenticateClient(this, conn.authMethod as ClientAuthMethod, this.user, secret, verifyLater);
       if (out.password !== undefined) this.credentials = { secret, askPassword: async () => out.password! };
@@ -358,6 +360,45 @@ export class Session implements ReplySink, ClientChannel {
     }
     if (this.isClosed()) return;
     this.becomeReady(conn);
+  }
+
+  /**
+   * pool_mode = transaction: the session logs in against pgrouter only. Its ParameterStatus set
+   * and authentication method are those of a shared connection of its group (the first session
+   * of a group opens one; concurrent ones wait for it), so a login costs no backend connection.
+   */
+  private async loginShared(
+    primary: ClusterNode,
+    secret: PoolSecret | undefined,
+    passThrough: ScramPassThrough | undefined,
+    clientPassword: string | undefined,
+    authenticated: boolean,
+  ): Promise<void> {
+    this.transactionMode = true;
+    this.credentials = {
+      secret,
+      scramPassThrough: passThrough,
+      askPassword: clientPassword !== undefined ? async () => clientPassword : undefined,
+    };
+    const group = this.ctx.lanes.group(primary, this.user, this.database, this.params, this.credentials);
+    let template: ServerConnection;
+    try {
+      template = (await group.loginLane()).conn;
+    } catch (e) {
+      if (e instanceof BackendStartupError) {
+        this.log.info({ node: primary.id, code: e.fields.code }, `backend refused the session: ${e.fields.message}`);
+        this.sendAndClose(e.raw);
+        return;
+      }
+      throw e;
+    }
+    if (this.isClosed()) return;
+    if (!authenticated) {
+      const out = await authenticateClient(this, template.authMethod as ClientAuthMethod, this.user, secret, false);
+      if (out.scram !== undefined) this.credentials = { secret, scramPassThrough: out.scram };
+    }
+    if (this.isClosed()) return;
+    this.becomeReady(template);
   }
 
   private becomeReady(conn: ServerConnection): void {
@@ -368,11 +409,13 @@ export class Session implements ReplySink, ClientChannel {
     this.secret = keys.secret;
     this.ctx.cancels.add(this.pid, this);
     const parts: Buffer[] = [w.authenticationOk()];
-    for (const [k, v] of conn.params) parts.push(w.parameterStatus(k, v));
-    parts.push(w.backendKeyData(this.pid, this.secret), w.readyForQuery(conn.txStatus));
+    const shared = this.transactionMode;
+    for (const [k, v] of conn.params)
+      parts.push(w.parameterStatus(k, shared && k === 'application_name' ? (this.params.get('application_name') ?? '') : v));
+    parts.push(w.backendKeyData(this.pid, this.secret), w.readyForQuery(shared ? TxStatus.Idle : conn.txStatus));
     this.sock.write(Buffer.concat(parts));
     this.phase = 'ready';
-    if (this.transactionMode) this.txd = new TransactionDispatcher(this.transactionHost(), conn);
+    if (shared) this.txd = new TransactionDispatcher(this.transactionHost());
     if (!this.ssl) {
       // From here on the client's bytes are read into a reused buffer (no stream machinery).
       const moved = moveToUserBuffer(this.sock, this.onData, () => this.txd?.holdsClientChunk() ?? this.dispatcher?.holdsClientChunk() ?? false);

@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { Frontend, TxStatus } from '../protocol/codes.ts';
 import * as w from '../protocol/writer.ts';
 import { closeStatement, parseKey, parseText, PARSE_COMPLETE, parseMessage, statementName, withStatementName } from '../protocol/statement-names.ts';
-import { sendCancel, type BackendCredentials, type ServerConnection } from '../backend/connection.ts';
+import { sendCancel, type BackendCredentials } from '../backend/connection.ts';
 import { describeNode } from '../backend/node.ts';
 import { isUsable, type ClusterView } from '../pool/cluster.ts';
 import type { NodeStats } from '../pool/node-stats.ts';
@@ -22,7 +22,7 @@ import { classify } from '../router/classify.ts';
 import type { Classification } from '../router/statement.ts';
 import { lagOverThreshold, NEEDS_CATALOG_LOOKUP, primaryReason, weightedChoice, type RouteSettings } from '../router/route.ts';
 import { catalogCache, freshFacts, mayChangeCatalogFacts, type DatabaseFacts } from '../router/catalog-cache.ts';
-import { queryRows } from '../backend/query-rows.ts';
+import { laneRows } from '../pool/lane-query.ts';
 import { reasonCategory } from '../router/reason-category.ts';
 import { ProxyError } from '../errors/proxy-error.ts';
 import { SqlState } from '../errors/sqlstate.ts';
@@ -91,7 +91,6 @@ const TEMP_WORD = /\btemp(orary)?\b/i;
 const NO_STATEMENT = 'pgrouter_closed';
 /** Requests queued before the client's reads are paused. */
 const MAX_QUEUED = 64;
-const CATALOG_QUERY_TIMEOUT_MS = 10_000;
 /** Server-side statements a lane keeps before the oldest are closed. */
 const MAX_LANE_STATEMENTS = 512;
 
@@ -134,16 +133,11 @@ export class TransactionDispatcher implements LaneClient {
   private lookingUp = false;
   private readPaused = false;
 
-  constructor(
-    private readonly host: TransactionHost,
-    first: ServerConnection,
-  ) {
+  constructor(private readonly host: TransactionHost) {
     const s = host.routeSettings();
     catalogCache.configure(s.relcacheSize, s.relcacheExpire);
     this.facts = catalogCache.database(host.database);
     this.catalog = catalogCache.view(this.facts, () => null);
-    // The connection the session authenticated on joins its group, or goes back to the pool.
-    if (!this.groupOf(first.node.id).adopt(first)) host.pool.release(first);
   }
 
   private groupOf(nodeId: number): LaneGroup {
@@ -525,21 +519,7 @@ export class TransactionDispatcher implements LaneClient {
       .lookUp(
         this.facts,
         want,
-        async (sql) => {
-          const node = this.host.cluster().node(this.primaryId)!;
-          const conn = await this.host.pool.lease({
-            node,
-            user: this.host.user,
-            database: this.host.database,
-            params: this.host.params,
-            credentials: this.host.credentials,
-          });
-          try {
-            return await queryRows(conn, sql, CATALOG_QUERY_TIMEOUT_MS);
-          } finally {
-            this.host.pool.release(conn);
-          }
-        },
+        (sql) => laneRows(this.groupOf(this.primaryId), sql),
         fresh,
       )
       .then(() => {

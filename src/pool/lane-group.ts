@@ -36,18 +36,6 @@ export class LaneGroup implements LaneOwner {
   ) {}
 
   /**
-   * Takes the connection a session authenticated on when the group has none yet. Later ones go
-   * back to the pool: a group grows only when its lanes are busy, since every extra lane spreads
-   * the same requests over more backend processes and pipelines fewer of them per write.
-   */
-  adopt(conn: ServerConnection): boolean {
-    if (this.lanes.length + this.opening > 0) return false;
-    this.lanes.push(new Lane(conn, this));
-    this.serveWaiters();
-    return true;
-  }
-
-  /**
    * The lane for a pipelined request: the busiest one under the depth not held, reserved or slow. Returns
    * null when none can take it now; `cb` then gets one (or the error opening one failed with).
    */
@@ -105,6 +93,21 @@ export class LaneGroup implements LaneOwner {
     }
     return null;
   }
+
+  /**
+   * A lane whose connection a new session can take its ParameterStatus set and authentication
+   * method from (it logs in against pgrouter, not a backend): any open lane, else the first one
+   * opened. Concurrent logins wait for that one instead of each opening its own.
+   */
+  loginLane(): Promise<Lane> {
+    for (const l of this.lanes) if (!l.closed) return Promise.resolve(l);
+    return new Promise((resolve, reject) => {
+      this.loginWaiters.push({ resolve, reject });
+      if (this.opening === 0) this.openLane();
+    });
+  }
+
+  private readonly loginWaiters: Array<{ resolve: (l: Lane) => void; reject: (e: Error) => void }> = [];
 
   /** The holder is done with the lane (its transaction ended): it is shared again. */
   release(lane: Lane): void {
@@ -181,7 +184,9 @@ export class LaneGroup implements LaneOwner {
     this.open().then(
       (conn) => {
         this.opening--;
-        this.lanes.push(new Lane(conn, this));
+        const lane = new Lane(conn, this);
+        this.lanes.push(lane);
+        for (const w of this.loginWaiters.splice(0)) w.resolve(lane);
         this.serveWaiters();
       },
       (err: Error) => {
@@ -189,6 +194,7 @@ export class LaneGroup implements LaneOwner {
         this.log.warn({ node: this.node.id, err: err.message }, 'could not open a shared backend connection');
         // Requests that cannot be served by another lane get the error.
         if (this.lanes.length === 0 && this.opening === 0) {
+          for (const w of this.loginWaiters.splice(0)) w.reject(err);
           const ws = this.waiters.splice(0);
           for (const w of ws) w.cb(err);
         } else this.serveWaiters();
@@ -199,6 +205,7 @@ export class LaneGroup implements LaneOwner {
   /** Every lane (shutdown). */
   closeAll(): void {
     for (const w of this.waiters.splice(0)) w.cb(new Error('pgrouter is shutting down'));
+    for (const w of this.loginWaiters.splice(0)) w.reject(new Error('pgrouter is shutting down'));
     for (const l of this.lanes.splice(0)) l.conn.close();
   }
 }

@@ -97,7 +97,7 @@ export class Lane implements ReplySink {
    * for as long: a slow statement holds the lane (a busy lane keeps answering, however loaded).
    */
   stalled(now: number, ms: number): boolean {
-    return this.inFlight > 0 && now - this.headSince > ms && now - this.lastReply > ms;
+    return this.inFlight > 0 && now - Math.max(this.headSince, this.lastReply) > ms;
   }
 
   /** A fresh server-side name for a statement parsed on this connection. */

@@ -21,7 +21,13 @@ export class TransactionPool {
    * session that needed the group first (the pool_passwd entry, or its SCRAM keys).
    */
   group(node: BackendNode, user: string, database: string, params: ReadonlyMap<string, string>, credentials: BackendCredentials): LaneGroup {
-    const key = `${poolKey({ node, user, database, params })}\0${node.host}:${node.port}`;
+    // Sessions share connections only when every startup parameter that changes what the
+    // server does (client_encoding, DateStyle, TimeZone, options...) is equal. application_name
+    // only labels the connection: each session is told its own.
+    const values: string[] = [];
+    for (const [k, v] of params) if (k !== 'application_name') values.push(`${k}=${v}`);
+    values.sort();
+    const key = `${poolKey({ node, user, database, params: new Map() })}\0${node.host}:${node.port}\0${values.join('\0')}`;
     let g = this.groups.get(key);
     if (g === undefined) {
       g = new LaneGroup(

@@ -1,0 +1,942 @@
+// pool_mode = transaction end to end, through real pgrouters in front of the rig: pgbench in all
+// three protocol modes and TPC-B, node-postgres and postgres.js clients sharing a few backend
+// connections, explicit transactions, session-state pinning, named prepared statements with
+// colliding names, errors mid-pipeline, a slow statement, a client dropping mid-transaction,
+// psql \copy and SHOW pool_nodes. Server-side facts (inet_server_port(), pg_backend_pid(),
+// pg_stat_activity, pg_stat_database) prove where things ran; the monitoring connections go
+// straight to the nodes.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { serialize } from 'pg-protocol';
+import postgres from 'postgres';
+import { sql, waitForReplication } from '../../rig/cluster.ts';
+import type { Cluster, RigNode } from '../../rig/cluster.ts';
+import { getCluster } from '../harness/cluster.ts';
+import { startProxy, type ProxyHandle } from '../harness/proxy.ts';
+import { dataRowValues, errorField, RawClient, run, waitUntil, type RawMessage } from './clients-helpers.ts';
+
+const PSQL = '/usr/bin/psql';
+const PGBENCH = '/usr/bin/pgbench';
+/** Unique per run: tables and the pgbench database never collide with another file or run. */
+const TAG = `txp_${process.pid}`;
+/** A pgbench database of our own (scale 1), so pg_stat_database and balances are ours alone. */
+const BENCH_DB = `txp_bench_${process.pid}`;
+/**
+ * How long the slow statement has been running before the fast client starts: requests that
+ * arrive while it is young may legitimately queue behind it; later ones must avoid it.
+ */
+const SLOW_GRACE_MS = 500;
+
+/** pgpool.conf of every pgrouter here, before each one's own changes. */
+const BASE = {
+  pool_mode: 'transaction',
+  load_balance_mode: 'on',
+  backend_weight0: 1,
+  backend_weight1: 1,
+  num_init_children: 64,
+} as const;
+
+let c: Cluster;
+/** Transaction mode, load balancing on, weights 1:1, default transaction_pool_size (4). */
+let tx: ProxyHandle;
+/** Transaction mode, transaction_pool_size = 2. */
+let tx2: ProxyHandle;
+/** Transaction mode, transaction_pool_size = 1, load balancing off (everything on one primary connection), md5 for clients. */
+let tx1: ProxyHandle;
+/** Transaction mode, backend_weight0 = 0: every balanceable read on the replica. */
+let txr: ProxyHandle;
+let tmp: string;
+const open = new Set<pg.Client>();
+
+const T = {
+  iso: `${TAG}_iso`,
+  pin: `${TAG}_pin`,
+  err: `${TAG}_err`,
+  disc: `${TAG}_disc`,
+  copy: `${TAG}_copy`,
+  copyLoad: `${TAG}_copyload`,
+};
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+before(async () => {
+  c = await getCluster();
+  tmp = mkdtempSync(path.join(os.tmpdir(), 'pgrouter-txp-'));
+  await sql(c, c.primary, [
+    `CREATE TABLE ${T.iso} (who text, i int)`,
+    `CREATE TABLE ${T.pin} (v int)`,
+    `CREATE TABLE ${T.err} (v int)`,
+    `CREATE TABLE ${T.disc} (v text)`,
+    `CREATE TABLE ${T.copyLoad} (k int, i int)`,
+    ...Object.values(T).filter((t) => t !== T.copy).map((t) => `GRANT ALL ON ${t} TO PUBLIC`),
+  ].join('; '));
+  await sql(c, c.primary, `CREATE DATABASE ${BENCH_DB}`);
+  const su = c.users.superuser;
+  const init = await run(PGBENCH, ['-i', '-s', '1', '-q', '-h', c.primary.socketDir, '-p', String(c.primary.port), '-U', su.name, BENCH_DB]);
+  assert.equal(init.code, 0, init.stderr);
+  await waitForReplication(c);
+  [tx, tx2, tx1, txr] = await Promise.all([
+    startProxy(c, { conf: { ...BASE } }),
+    startProxy(c, { conf: { ...BASE, transaction_pool_size: 2 } }),
+    startProxy(c, {
+      conf: { ...BASE, load_balance_mode: 'off', transaction_pool_size: 1 },
+      hba: ['host all all 127.0.0.1/32 md5', 'local all all trust'].join('\n') + '\n',
+    }),
+    startProxy(c, { conf: { ...BASE, backend_weight0: 0, backend_weight1: 1 } }),
+  ]);
+});
+
+after(async () => {
+  for (const cl of open) await cl.end().catch(() => undefined);
+  await Promise.all([tx, tx2, tx1, txr].map((p) => p?.stop('SIGKILL').catch(() => undefined)));
+  if (c) {
+    await sql(c, c.primary, `DROP TABLE IF EXISTS ${Object.values(T).join(', ')}`).catch(() => undefined);
+    await sql(c, c.primary, `DROP DATABASE IF EXISTS ${BENCH_DB} WITH (FORCE)`).catch(() => undefined);
+  }
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+type User = keyof Cluster['users'];
+
+/** A connected node-postgres client through `p` (errors outside a query are swallowed). */
+async function connect(p: ProxyHandle, o: { user?: User; database?: string } = {}): Promise<pg.Client> {
+  const u = c.users[o.user ?? 'superuser'];
+  const cl = new pg.Client({
+    host: p.host,
+    port: p.port,
+    user: u.name,
+    password: u.password,
+    database: o.database ?? c.database,
+    connectionTimeoutMillis: 10_000,
+    query_timeout: 20_000,
+  });
+  cl.on('error', () => undefined);
+  open.add(cl);
+  await cl.connect();
+  return cl;
+}
+
+/** `n` connected clients; if any fails to connect, the others are closed and the error thrown. */
+async function connectMany(p: ProxyHandle, n: number): Promise<pg.Client[]> {
+  const settled = await Promise.allSettled(Array.from({ length: n }, () => connect(p)));
+  const ok = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) {
+    await close(...ok);
+    throw failed.reason;
+  }
+  return ok;
+}
+
+async function close(...cls: pg.Client[]): Promise<void> {
+  await Promise.all(cls.map(async (cl) => {
+    await cl.end().catch(() => undefined);
+    open.delete(cl);
+  }));
+}
+
+/** The first row of a query. */
+async function row<R extends Record<string, unknown>>(cl: pg.Client, text: string, values?: unknown[]): Promise<R> {
+  const r = await cl.query<R>(text, values);
+  const first = r.rows[0];
+  assert.ok(first, `no row from ${text}`);
+  return first;
+}
+
+/** The superuser's SQL directly on a node (Unix socket), bypassing pgrouter. */
+const direct = (n: RigNode, q: string, database = c.database): Promise<string> => sql(c, n, q, { database });
+
+/** Asserts `p` rejects with SQLSTATE `code`. */
+async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
+  await assert.rejects(p, (e: Error & { code?: string }) => {
+    assert.equal(e.code, code, `expected SQLSTATE ${code}, got ${e.code}: ${e.message}`);
+    return true;
+  });
+}
+
+/** pgbench through `p` against the pgbench database; checks exit 0, no failed transaction, no aborted client. */
+async function pgbench(p: ProxyHandle, args: string[]): Promise<{ processed: number; out: string }> {
+  const su = c.users.superuser;
+  const r = await run(PGBENCH, ['-n', '-h', p.host, '-p', String(p.port), '-U', su.name, ...args, BENCH_DB], {
+    env: { PGPASSWORD: su.password },
+  });
+  const out = r.stdout + r.stderr;
+  assert.equal(r.code, 0, `pgbench ${args.join(' ')} exited ${r.code ?? r.signal}:\n${out}`);
+  assert.doesNotMatch(out, /aborted/i, out);
+  assert.match(out, /number of failed transactions: 0 \(/, out);
+  const m = /number of transactions actually processed: (\d+)/.exec(out);
+  assert.ok(m, out);
+  return { processed: Number(m[1]), out };
+}
+
+/** psql as the superuser through `p`. */
+function psql(p: ProxyHandle, args: string[]): ReturnType<typeof run> {
+  const su = c.users.superuser;
+  return run(PSQL, ['-X', '-h', p.host, '-p', String(p.port), '-U', su.name, '-d', c.database, ...args], {
+    env: { PGPASSWORD: su.password },
+  });
+}
+
+/** Committed transactions of the pgbench database on a node. */
+async function benchXacts(n: RigNode): Promise<number> {
+  return Number(await direct(n, `SELECT xact_commit FROM pg_stat_database WHERE datname = '${BENCH_DB}'`, 'postgres'));
+}
+
+/** Client backends on a node connected as the superuser to the pgbench database (the monitor itself is in `postgres`). */
+async function benchConnections(n: RigNode): Promise<number> {
+  return Number(await direct(n,
+    `SELECT count(*) FROM pg_stat_activity WHERE datname = '${BENCH_DB}' AND usename = '${c.users.superuser.name}' ` +
+    `AND backend_type = 'client backend' AND pid <> pg_backend_pid()`, 'postgres'));
+}
+
+/** The same backends as {@link benchConnections}, one line each, for failure messages. */
+function benchConnectionDetail(n: RigNode): Promise<string> {
+  return direct(n,
+    `SELECT pid, backend_start::time(0), state, left(query, 60) FROM pg_stat_activity WHERE datname = '${BENCH_DB}' ` +
+    `AND usename = '${c.users.superuser.name}' AND backend_type = 'client backend' AND pid <> pg_backend_pid() ORDER BY backend_start`, 'postgres');
+}
+
+/** Background load: `n` clients through `p` running `step(client, k, i)` until stop() is awaited. */
+function backgroundLoad(p: ProxyHandle, n: number, step: (cl: pg.Client, k: number, i: number) => Promise<void>): { stop(): Promise<{ count: number; errors: unknown[] }> } {
+  let running = true;
+  let count = 0;
+  const errors: unknown[] = [];
+  const done = (async () => {
+    const cls = await connectMany(p, n);
+    try {
+      await Promise.all(cls.map(async (cl, k) => {
+        for (let i = 0; running; i++) {
+          try {
+            await step(cl, k, i);
+            count++;
+          } catch (e) {
+            errors.push(e);
+            return;
+          }
+        }
+      }));
+    } finally {
+      await close(...cls);
+    }
+  })();
+  return {
+    async stop() {
+      // Let it get going first, so it overlaps whatever it was meant to overlap.
+      while (running && count < n && errors.length === 0) await sleep(10);
+      running = false;
+      await done;
+      return { count, errors };
+    },
+  };
+}
+
+/** The two shapes the client tests run through: the default pool, and everything on one primary connection. */
+const VIAS: ReadonlyArray<readonly [string, () => ProxyHandle]> = [
+  ['[transaction_pool_size 4, balanced]', () => tx],
+  ['[one shared primary connection]', () => tx1],
+];
+
+const pbe = (text: string): Buffer[] => [serialize.parse({ text }), serialize.bind({}), serialize.execute({})];
+const types = (ms: RawMessage[]): string => ms.map((m) => m.type).join('');
+
+// ---------------------------------------------------------------------------------------------
+describe('pgbench select-only', () => {
+  for (const mode of ['simple', 'extended', 'prepared'] as const) {
+    test(`-S -M ${mode}, 16 clients: no failures, reads reach both nodes`, async () => {
+      // A pgrouter of its own: stopping it ends its backends, which flushes their statistics
+      // to pg_stat_database at once (an idle backend waits up to 10 s).
+      const p = await startProxy(c, { conf: { ...BASE } });
+      const [p0, r0] = await Promise.all([benchXacts(c.primary), benchXacts(c.replica)]);
+      let processed: number;
+      try {
+        ({ processed } = await pgbench(p, ['-S', '-M', mode, '-c', '16', '-j', '2', '-t', '300']));
+      } finally {
+        await p.stop('SIGKILL');
+      }
+      assert.equal(processed, 16 * 300);
+      await waitUntil(async () => (await benchConnections(c.primary)) + (await benchConnections(c.replica)) === 0,
+        "pgrouter's backends to end", 10_000);
+      const [dp, dr] = [(await benchXacts(c.primary)) - p0, (await benchXacts(c.replica)) - r0];
+      assert.ok(dp + dr >= processed, `commits counted: primary +${dp}, replica +${dr}, pgbench ${processed}`);
+      assert.ok(dp >= processed * 0.15 && dr >= processed * 0.15,
+        `reads balanced over both nodes (weights 1:1): primary +${dp}, replica +${dr} of ${processed}`);
+    });
+  }
+
+  test('-S -M prepared, 16 clients on a single shared connection (transaction_pool_size = 1): same statement names, no failures', async () => {
+    const { processed } = await pgbench(tx1, ['-S', '-M', 'prepared', '-c', '16', '-j', '2', '-t', '200']);
+    assert.equal(processed, 16 * 200);
+  });
+
+  test('at most transaction_pool_size (2) backend connections per node while 16 clients run', async () => {
+    const bench = pgbench(tx2, ['-S', '-M', 'extended', '-c', '16', '-j', '2', '-t', '500']);
+    let finished = false;
+    void bench.then(() => (finished = true), () => (finished = true));
+    const samples: Array<[number, number]> = [];
+    let overDetail = '';
+    while (!finished) {
+      const sample = await Promise.all([benchConnections(c.primary), benchConnections(c.replica)]);
+      samples.push(sample);
+      if (overDetail === '' && (sample[0] > 2 || sample[1] > 2)) {
+        const [dp, dr] = await Promise.all([benchConnectionDetail(c.primary), benchConnectionDetail(c.replica)]);
+        overDetail = `\nprimary backends (pid|backend_start|state|last query):\n${dp}\nreplica backends:\n${dr}`;
+      }
+      await sleep(20);
+    }
+    const { processed } = await bench;
+    assert.equal(processed, 16 * 500);
+    const maxP = Math.max(0, ...samples.map((s) => s[0]));
+    const maxR = Math.max(0, ...samples.map((s) => s[1]));
+    assert.ok(samples.length >= 3, `only ${samples.length} samples taken while pgbench ran`);
+    assert.ok(maxP >= 1, `the monitor saw pgrouter's connections to the primary: ${JSON.stringify(samples)}`);
+    assert.ok(maxP <= 2, `connections to the primary: max ${maxP} > transaction_pool_size 2; samples ${JSON.stringify(samples)}${overDetail}`);
+    assert.ok(maxR <= 2, `connections to the replica: max ${maxR} > transaction_pool_size 2; samples ${JSON.stringify(samples)}${overDetail}`);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+describe('pgbench TPC-B', () => {
+  const balances = async (): Promise<number[]> =>
+    (await direct(c.primary,
+      'SELECT (SELECT coalesce(sum(abalance), 0) FROM pgbench_accounts), (SELECT coalesce(sum(tbalance), 0) FROM pgbench_tellers), ' +
+      '(SELECT coalesce(sum(bbalance), 0) FROM pgbench_branches), (SELECT coalesce(sum(delta), 0) FROM pgbench_history), ' +
+      '(SELECT count(*) FROM pgbench_history)', BENCH_DB)).split('|').map(Number);
+
+  for (const mode of ['simple', 'prepared'] as const) {
+    test(`default script -M ${mode}, 8 clients: every transaction commits whole`, async () => {
+      const [a0, t0, b0, d0, n0] = await balances();
+      const { processed } = await pgbench(tx, ['-M', mode, '-c', '8', '-j', '2', '-t', '200']);
+      assert.equal(processed, 8 * 200);
+      const [a1, t1, b1, d1, n1] = await balances();
+      assert.equal(n1! - n0!, 8 * 200, 'one history row per transaction');
+      assert.equal(a1! - a0!, d1! - d0!, 'sum(abalance) moved by sum(delta)');
+      assert.equal(t1! - t0!, d1! - d0!, 'sum(tbalance) moved by sum(delta)');
+      assert.equal(b1! - b0!, d1! - d0!, 'sum(bbalance) moved by sum(delta)');
+      // Nothing left open behind.
+      assert.equal(await direct(c.primary, `SELECT count(*) FROM pg_stat_activity WHERE datname = '${BENCH_DB}' AND state LIKE 'idle in transaction%'`, 'postgres'), '0');
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+describe('routing and sharing', () => {
+  test('reads are balanced per statement: 40 separate clients and 40 statements of one client both reach both nodes', async () => {
+    const cls = await connectMany(tx, 40);
+    try {
+      const ports = await Promise.all(cls.map(async (cl) => (await row<{ port: number }>(cl, 'SELECT inet_server_port() AS port')).port));
+      assert.deepEqual(new Set(ports), new Set([c.primary.port, c.replica.port]), `ports: ${ports.join(',')}`);
+      const mine: number[] = [];
+      for (let i = 0; i < 40; i++) mine.push((await row<{ port: number }>(cls[0]!, 'SELECT inet_server_port() AS port')).port);
+      assert.deepEqual(new Set(mine), new Set([c.primary.port, c.replica.port]), `one client's ports: ${mine.join(',')}`);
+    } finally {
+      await close(...cls);
+    }
+  });
+
+  test('weights: primary weight 0 sends every read to the replica, writes and explicit transactions to the primary', async () => {
+    const cl = await connect(txr);
+    try {
+      for (let i = 0; i < 20; i++) {
+        const r = i % 2 === 0
+          ? await row<{ port: number }>(cl, 'SELECT inet_server_port() AS port')
+          : await row<{ port: number }>(cl, 'SELECT inet_server_port() AS port, $1::int AS i', [i]);
+        assert.equal(r.port, c.replica.port, `read ${i}`);
+      }
+      const w = await row<{ port: number }>(cl, `INSERT INTO ${T.pin} VALUES (1) RETURNING inet_server_port() AS port`);
+      assert.equal(w.port, c.primary.port, 'a write goes to the primary');
+      await cl.query('BEGIN');
+      const inTx = await row<{ port: number }>(cl, 'SELECT inet_server_port() AS port');
+      await cl.query('COMMIT');
+      assert.equal(inTx.port, c.primary.port, 'an explicit transaction runs on the primary');
+    } finally {
+      await close(cl);
+    }
+  });
+
+  test('transaction_pool_size = 1: ten clients share one backend connection and each gets exactly its own replies', async () => {
+    const cls = await connectMany(tx1, 10);
+    try {
+      const pids = new Set<number>();
+      await Promise.all(cls.map(async (cl, k) => {
+        for (let i = 0; i < 20; i++) {
+          const v = k * 1000 + i;
+          const r = i % 2 === 0
+            ? await row<{ pid: number; v: number; port: number }>(cl, `SELECT pg_backend_pid() AS pid, ${v} AS v, inet_server_port() AS port`)
+            : await row<{ pid: number; v: number; port: number }>(cl, 'SELECT pg_backend_pid() AS pid, $1::int AS v, inet_server_port() AS port', [v]);
+          assert.equal(r.v, v, `client ${k} statement ${i} got someone else's reply`);
+          assert.equal(r.port, c.primary.port);
+          pids.add(r.pid);
+        }
+      }));
+      assert.equal(pids.size, 1, `backends used: ${[...pids].join(',')}`);
+      const held = await direct(c.primary,
+        `SELECT count(*) FROM pg_stat_activity WHERE datname = '${c.database}' AND usename = '${c.users.superuser.name}' ` +
+        `AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND pid = ${[...pids][0]!}`);
+      assert.equal(held, '1', 'the shared connection is a real backend of the primary');
+    } finally {
+      await close(...cls);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+describe('explicit transactions', () => {
+  test('BEGIN ... ROLLBACK on one client is invisible to and untouched by other clients meanwhile', async () => {
+    const a = await connect(tx);
+    const bs = await connectMany(tx, 3);
+    try {
+      await a.query('BEGIN');
+      await a.query(`INSERT INTO ${T.iso} VALUES ('A', 0)`);
+      const first = await row<{ pid: number; port: number }>(a, 'SELECT pg_backend_pid() AS pid, inet_server_port() AS port');
+      assert.equal(first.port, c.primary.port, 'the transaction runs on the primary');
+      const pidA = first.pid;
+      const aLoop = (async () => {
+        for (let k = 1; k <= 10; k++) {
+          await a.query(`INSERT INTO ${T.iso} VALUES ('A', $1)`, [k]);
+          const r = await row<{ pid: number; port: number; n: number; fresh: boolean }>(a,
+            `SELECT pg_backend_pid() AS pid, inet_server_port() AS port, count(*)::int AS n, now() = statement_timestamp() AS fresh FROM ${T.iso} WHERE who = 'A'`);
+          assert.deepEqual([r.pid, r.port, r.n, r.fresh], [pidA, c.primary.port, k + 1, false], `A's statement ${k} inside its transaction`);
+          await sleep(5);
+        }
+      })();
+      const bLoops = bs.map(async (b, j) => {
+        for (let i = 0; i < 50; i++) {
+          const w = await row<{ pid: number; a: number }>(b,
+            `INSERT INTO ${T.iso} VALUES ('B', $1) RETURNING pg_backend_pid() AS pid, (SELECT count(*) FROM ${T.iso} WHERE who = 'A')::int AS a`,
+            [j * 100 + i]);
+          assert.notEqual(w.pid, pidA, `B${j}'s INSERT ${i} ran inside A's transaction`);
+          assert.equal(w.a, 0, `B${j}'s INSERT ${i} saw A's uncommitted rows`);
+          const s = await row<{ a: number; pid: number }>(b,
+            `SELECT count(*) FILTER (WHERE who = 'A')::int AS a, pg_backend_pid() AS pid FROM ${T.iso}`);
+          assert.equal(s.a, 0, `B${j}'s SELECT ${i} saw A's uncommitted rows`);
+          assert.notEqual(s.pid, pidA, `B${j}'s SELECT ${i} ran inside A's transaction`);
+        }
+      });
+      await Promise.all([aLoop, ...bLoops]);
+      await a.query('ROLLBACK');
+      assert.equal(await direct(c.primary, `SELECT count(*) FROM ${T.iso} WHERE who = 'A'`), '0', "A's rows are gone");
+      assert.equal(await direct(c.primary, `SELECT count(*) FROM ${T.iso} WHERE who = 'B'`), '150', "all of B's rows are there");
+      // After ROLLBACK A is an autocommit client again: a fresh transaction per statement.
+      const r = await row<{ fresh: boolean; x: string | null }>(a, 'SELECT now() = statement_timestamp() AS fresh, txid_current_if_assigned()::text AS x');
+      assert.deepEqual([r.fresh, r.x], [true, null]);
+    } finally {
+      await close(a, ...bs);
+    }
+  });
+
+  test('COMMIT of a transaction makes its rows visible; a failed transaction block is rolled back on ROLLBACK', async () => {
+    const a = await connect(tx);
+    try {
+      await a.query('BEGIN');
+      await a.query(`INSERT INTO ${T.iso} VALUES ('C', 1)`);
+      await a.query(`INSERT INTO ${T.iso} VALUES ('C', 2)`);
+      await a.query('COMMIT');
+      assert.equal(await direct(c.primary, `SELECT count(*) FROM ${T.iso} WHERE who = 'C'`), '2');
+      await a.query('BEGIN');
+      await a.query(`INSERT INTO ${T.iso} VALUES ('D', 1)`);
+      await rejectsWith(a.query('SELECT 1/0'), '22012');
+      await rejectsWith(a.query('SELECT 1'), '25P02');
+      await a.query('ROLLBACK');
+      assert.equal(await direct(c.primary, `SELECT count(*) FROM ${T.iso} WHERE who = 'D'`), '0');
+      assert.equal((await row<{ v: number }>(a, 'SELECT 7 AS v')).v, 7);
+    } finally {
+      await close(a);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+describe('pinning on session state', () => {
+  test('SET statement_timeout / application_name: the client keeps its settings on one primary backend; nobody else ever sees them', async () => {
+    const a = await connect(tx);
+    const others = await connectMany(tx, 8);
+    try {
+      await a.query("SET statement_timeout = '12345ms'");
+      await a.query("SET application_name = 'pinned_a'");
+      const first = await row<{ pid: number; port: number }>(a, 'SELECT pg_backend_pid() AS pid, inet_server_port() AS port');
+      assert.equal(first.port, c.primary.port, 'a pinned client is on the primary');
+      const aLoop = (async () => {
+        for (let i = 0; i < 30; i++) {
+          assert.equal((await row<{ statement_timeout: string }>(a, 'SHOW statement_timeout')).statement_timeout, '12345ms', `A's SHOW ${i}`);
+          if (i % 5 === 0) {
+            const r = await row<{ pid: number; port: number; app: string }>(a,
+              "SELECT pg_backend_pid() AS pid, inet_server_port() AS port, current_setting('application_name') AS app");
+            assert.deepEqual([r.pid, r.port, r.app], [first.pid, c.primary.port, 'pinned_a'], `A's backend at ${i}`);
+          }
+        }
+      })();
+      const seen: string[] = [];
+      const oLoops = others.map(async (o) => {
+        for (let i = 0; i < 30; i++) {
+          const st = (await row<{ statement_timeout: string }>(o, 'SHOW statement_timeout')).statement_timeout;
+          const r = await row<{ app: string; pid: number; port: number }>(o,
+            i % 2 === 0
+              ? "SELECT current_setting('application_name') AS app, pg_backend_pid() AS pid, inet_server_port() AS port"
+              : `INSERT INTO ${T.pin} VALUES (${i}) RETURNING current_setting('application_name') AS app, pg_backend_pid() AS pid, inet_server_port() AS port`);
+          seen.push(`${st}|${r.app}`);
+          assert.notEqual(st, '12345ms', `another client saw A's statement_timeout (statement ${i})`);
+          assert.notEqual(r.app, 'pinned_a', `another client saw A's application_name (statement ${i})`);
+          if (r.port === c.primary.port) assert.notEqual(r.pid, first.pid, "another client's statement ran on A's pinned backend");
+        }
+      });
+      await Promise.all([aLoop, ...oLoops]);
+      assert.equal(seen.length, 8 * 30);
+    } finally {
+      await close(a, ...others);
+    }
+    // After A is gone its settings do not leak to anyone either.
+    await waitUntil(async () => (await direct(c.primary, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pinned_a'")) === '0',
+      "A's backend closed or reset after A left", 5_000);
+    const later = await connectMany(tx, 10);
+    try {
+      await Promise.all(later.map(async (cl) => {
+        for (let i = 0; i < 5; i++) {
+          assert.notEqual((await row<{ statement_timeout: string }>(cl, 'SHOW statement_timeout')).statement_timeout, '12345ms');
+          assert.notEqual((await row<{ app: string }>(cl, `INSERT INTO ${T.pin} VALUES (0) RETURNING current_setting('application_name') AS app`)).app, 'pinned_a');
+        }
+      }));
+    } finally {
+      await close(...later);
+    }
+  });
+
+  test('CREATE TEMP TABLE: the temp table stays usable by its creator across statements, and exists for nobody else', async () => {
+    const t = await connect(tx);
+    const tt = `txp_tmp_${process.pid}`;
+    const load = backgroundLoad(tx, 6, async (cl, k, i) => {
+      const r = await row<{ v: number }>(cl, 'SELECT $1::int AS v', [k * 1000 + i]);
+      assert.equal(r.v, k * 1000 + i);
+      if (i % 10 === 0) await rejectsWith(cl.query(`SELECT count(*) FROM pg_temp.${tt}`), '42P01');
+    });
+    try {
+      await t.query(`CREATE TEMP TABLE ${tt} (v int)`);
+      for (let i = 1; i <= 10; i++) {
+        if (i % 2 === 0) await t.query(`INSERT INTO ${tt} VALUES ($1)`, [i]);
+        else await t.query(`INSERT INTO ${tt} VALUES (${i})`);
+        await sleep(5);
+      }
+      const r = await row<{ n: number; s: number; port: number }>(t, `SELECT count(*)::int AS n, sum(v)::int AS s, inet_server_port() AS port FROM ${tt}`);
+      assert.deepEqual([r.n, r.s, r.port], [10, 55, c.primary.port]);
+      const r2 = await row<{ n: number }>(t, `SELECT count(*)::int AS n FROM ${tt} WHERE v > $1`, [5]);
+      assert.equal(r2.n, 5);
+    } finally {
+      const { count, errors } = await load.stop();
+      await close(t);
+      assert.deepEqual(errors, []);
+      assert.ok(count > 0);
+    }
+  });
+
+  test('session advisory lock: held across statements by its owner and unlocked by it', async () => {
+    const key = 7_000_000 + (process.pid % 1_000_000);
+    const a = await connect(tx);
+    const b = await connect(tx);
+    const load = backgroundLoad(tx, 4, async (cl, k, i) => {
+      assert.equal((await row<{ v: number }>(cl, `SELECT ${k * 1000 + i} AS v`)).v, k * 1000 + i);
+    });
+    try {
+      assert.equal((await row<{ l: string }>(a, `SELECT pg_advisory_lock(${key})::text AS l`)).l, '');
+      for (let i = 0; i < 10; i++) {
+        assert.equal((await row<{ ok: boolean }>(b, `SELECT pg_try_advisory_lock(${key} + 1 + ${i}) AND pg_advisory_unlock(${key} + 1 + ${i}) AS ok`)).ok, true);
+        await sleep(5);
+      }
+      // Held by A's session, so B cannot take it.
+      assert.equal((await row<{ got: boolean }>(b, `SELECT pg_try_advisory_lock(${key}) AS got`)).got, false);
+      const held = await direct(c.primary, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = ${key} AND granted`);
+      assert.equal(held, '1', 'the lock is held on the primary');
+      assert.equal((await row<{ u: boolean }>(a, `SELECT pg_advisory_unlock(${key}) AS u`)).u, true, 'A unlocks its own lock (same backend session)');
+      assert.equal((await row<{ got: boolean }>(b, `SELECT pg_try_advisory_lock(${key}) AS got`)).got, true);
+      assert.equal((await row<{ u: boolean }>(b, `SELECT pg_advisory_unlock(${key}) AS u`)).u, true);
+    } finally {
+      const { errors } = await load.stop();
+      await close(a, b);
+      assert.deepEqual(errors, []);
+    }
+  });
+
+  test('SQL PREPARE / EXECUTE / DEALLOCATE work for their client only', async () => {
+    const a = await connect(tx);
+    const b = await connect(tx);
+    const load = backgroundLoad(tx, 4, async (cl, k, i) => {
+      assert.equal((await row<{ v: number }>(cl, 'SELECT $1::int AS v', [k * 1000 + i])).v, k * 1000 + i);
+    });
+    try {
+      await a.query('PREPARE txp_stmt (int) AS SELECT $1 * 7 AS v');
+      for (let i = 0; i < 10; i++) {
+        assert.equal((await row<{ v: number }>(a, `EXECUTE txp_stmt(${i})`)).v, i * 7);
+        await sleep(5);
+      }
+      await rejectsWith(b.query('EXECUTE txp_stmt(1)'), '26000');
+      await a.query('DEALLOCATE txp_stmt');
+      await rejectsWith(a.query('EXECUTE txp_stmt(1)'), '26000');
+    } finally {
+      const { errors } = await load.stop();
+      await close(a, b);
+      assert.deepEqual(errors, []);
+    }
+  });
+
+  test('set_config(..., false) pins: the setting persists for its client only', async () => {
+    const a = await connect(tx);
+    const others = await connectMany(tx, 4);
+    try {
+      assert.equal((await row<{ v: string }>(a, "SELECT set_config('application_name', 'txp_cfg', false) AS v")).v, 'txp_cfg');
+      await Promise.all([
+        (async () => {
+          for (let i = 0; i < 15; i++) assert.equal((await row<{ v: string }>(a, "SELECT current_setting('application_name') AS v")).v, 'txp_cfg');
+        })(),
+        ...others.map(async (o) => {
+          for (let i = 0; i < 15; i++) assert.notEqual((await row<{ v: string }>(o, "SELECT current_setting('application_name') AS v")).v, 'txp_cfg');
+        }),
+      ]);
+    } finally {
+      await close(a, ...others);
+    }
+  });
+
+  test('LISTEN: notifications reach the listening client, and only it', async () => {
+    const chan = `txp_chan_${process.pid}`;
+    const l = await connect(tx);
+    const m = await connect(tx);
+    const n = await connect(tx);
+    const got: Array<{ channel: string; payload: string | undefined }> = [];
+    const stray: unknown[] = [];
+    l.on('notification', (msg) => got.push({ channel: msg.channel, payload: msg.payload }));
+    m.on('notification', (msg) => stray.push(msg));
+    try {
+      await l.query(`LISTEN ${chan}`);
+      // Traffic on the shared connections in between.
+      for (let i = 0; i < 10; i++) assert.equal((await row<{ v: number }>(m, 'SELECT $1::int AS v', [i])).v, i);
+      await n.query(`NOTIFY ${chan}, 'one'`);
+      await waitUntil(() => got.length >= 1, 'the first notification', 5_000);
+      await direct(c.primary, `NOTIFY ${chan}, 'two'`);
+      await waitUntil(() => got.length >= 2, 'the second notification', 5_000);
+      assert.deepEqual(got, [{ channel: chan, payload: 'one' }, { channel: chan, payload: 'two' }]);
+      assert.equal((await row<{ v: number }>(l, 'SELECT 5 AS v')).v, 5, 'the listener still answers');
+      await l.query(`UNLISTEN ${chan}`);
+      await n.query(`NOTIFY ${chan}, 'three'`);
+      await sleep(200);
+      assert.equal(got.length, 2, 'nothing after UNLISTEN');
+      assert.deepEqual(stray, [], 'a client that did not LISTEN got a notification');
+    } finally {
+      await close(l, m, n);
+    }
+  });
+
+  test('SET LOCAL inside a transaction does not pin: afterwards the client is balanced again and the setting is gone', async () => {
+    const cl = await connect(tx);
+    try {
+      await cl.query('BEGIN');
+      await cl.query("SET LOCAL statement_timeout = '7777ms'");
+      assert.equal((await row<{ statement_timeout: string }>(cl, 'SHOW statement_timeout')).statement_timeout, '7777ms');
+      await cl.query('COMMIT');
+      assert.notEqual((await row<{ statement_timeout: string }>(cl, 'SHOW statement_timeout')).statement_timeout, '7777ms');
+      const ports = new Set<number>();
+      for (let i = 0; i < 40; i++) ports.add((await row<{ port: number }>(cl, 'SELECT inet_server_port() AS port')).port);
+      assert.deepEqual(ports, new Set([c.primary.port, c.replica.port]), 'still load balanced per statement after SET LOCAL');
+    } finally {
+      await close(cl);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+describe('protocol-level prepared statements', () => {
+  for (const [where, via] of VIAS)
+  test(`20 node-postgres clients use the same statement name "q" for different texts, 20 times each ${where}`, async () => {
+    const cls = await connectMany(via(), 20);
+    try {
+      await Promise.all(cls.map(async (cl, k) => {
+        for (let i = 0; i < 20; i++) {
+          if (k % 2 === 0) {
+            const r = await cl.query<{ v: number }>({ name: 'q', text: `SELECT $1::int + ${k} AS v`, values: [i] });
+            assert.deepEqual(r.rows, [{ v: i + k }], `client ${k} run ${i}`);
+          } else {
+            const r = await cl.query<{ v: string; tag: string }>({ name: 'q', text: `SELECT ($1::int + ${k})::text AS v, 'k${k}' AS tag`, values: [i] });
+            assert.deepEqual(r.rows, [{ v: String(i + k), tag: `k${k}` }], `client ${k} run ${i}`);
+          }
+        }
+      }));
+    } finally {
+      await close(...cls);
+    }
+  });
+
+  test('postgres.js (prepared, pipelined) with 4 instances of 2 connections, 60 concurrent queries each', async () => {
+    const su = c.users.superuser;
+    const url = `postgresql://${su.name}:${su.password}@${tx.host}:${tx.port}/${c.database}`;
+    const sqls = [0, 1, 2, 3].map(() => postgres(url, { max: 2, onnotice: () => undefined, connect_timeout: 10 }));
+    try {
+      await Promise.all(sqls.map(async (s, k) => {
+        const rs = await Promise.all(Array.from({ length: 60 }, (_, i) =>
+          s.unsafe(`SELECT $1::int * ${k + 2} AS v, $2::text AS t`, [i, `c${k}`], { prepare: true })));
+        rs.forEach((r, i) => assert.deepEqual([...r], [{ v: i * (k + 2), t: `c${k}` }], `instance ${k} query ${i}`));
+        // The same texts again (now already prepared), mixed with tagged queries.
+        const again = await Promise.all(Array.from({ length: 30 }, (_, i) =>
+          i % 2 === 0
+            ? s.unsafe(`SELECT $1::int * ${k + 2} AS v, $2::text AS t`, [i, `c${k}`], { prepare: true })
+            : s`SELECT ${i}::int * ${k + 2}::int AS v, ${`c${k}`}::text AS t`));
+        again.forEach((r, i) => assert.deepEqual([...r], [{ v: i * (k + 2), t: `c${k}` }], `instance ${k} second round ${i}`));
+      }));
+      // A postgres.js transaction (BEGIN, pipelined statements, rolled back).
+      const s0 = sqls[0]!;
+      await assert.rejects(s0.begin(async (t) => {
+        await t`INSERT INTO ${s0(T.iso)} VALUES ('PJ', 1)`;
+        const rows = await t<Array<{ n: number }>>`SELECT count(*)::int AS n FROM ${s0(T.iso)} WHERE who = 'PJ'`;
+        assert.equal(rows[0]?.n, 1);
+        throw new Error('roll back');
+      }), /roll back/);
+      assert.equal(await direct(c.primary, `SELECT count(*) FROM ${T.iso} WHERE who = 'PJ'`), '0');
+    } finally {
+      await Promise.all(sqls.map((s) => s.end({ timeout: 5 })));
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+describe('errors', () => {
+  for (const [where, via] of VIAS)
+  test(`10 clients, every third statement divides by zero: errors are their own, every other result is right ${where}`, async () => {
+    await sql(c, c.primary, `TRUNCATE ${T.err}`);
+    const cls = await connectMany(via(), 10);
+    try {
+      let errors = 0;
+      await Promise.all(cls.map(async (cl, k) => {
+        for (let i = 0; i < 30; i++) {
+          const v = k * 1000 + i;
+          if (i % 3 === 0) {
+            await rejectsWith(i % 2 === 0 ? cl.query('SELECT 1/0') : cl.query('SELECT 1/$1::int', [0]), '22012');
+            errors++;
+          } else {
+            const r = i % 2 === 0
+              ? await row<{ v: number }>(cl, `SELECT ${v} AS v`)
+              : await row<{ v: number }>(cl, `INSERT INTO ${T.err} VALUES ($1) RETURNING v`, [v]);
+            assert.equal(r.v, v, `client ${k} statement ${i}`);
+          }
+        }
+      }));
+      assert.equal(errors, 10 * 10);
+      // The odd non-error statements were INSERTs: i ≡ 1, 5, 7, 11, ... (i % 3 ≠ 0, i odd).
+      const expected = cls.length * Array.from({ length: 30 }, (_, i) => i).filter((i) => i % 3 !== 0 && i % 2 === 1).length;
+      assert.equal(await direct(c.primary, `SELECT count(*) FROM ${T.err}`), String(expected));
+    } finally {
+      await close(...cls);
+    }
+  });
+
+  test('an error mid-pipeline (good, 1/0, good, one Sync) on one client does not disturb another client on the same connection', async () => {
+    const md5 = c.users.md5;
+    const raw = await RawClient.connect({ host: tx1.host, port: tx1.port, user: md5.name, password: md5.password, database: c.database });
+    const ref = await RawClient.connect({ host: c.primary.host, port: c.primary.port, user: md5.name, password: md5.password, database: c.database });
+    const y = await connect(tx1);
+    try {
+      let stop = false;
+      const yLoop = (async () => {
+        let i = 0;
+        for (; !stop || i < 20; i++) {
+          const r = await row<{ v: number; w: string }>(y, 'SELECT $1::int AS v, $2::text AS w', [i, `y${i}`]);
+          assert.deepEqual([r.v, r.w], [i, `y${i}`]);
+        }
+        return i;
+      })();
+      const script = (): Buffer[] => [...pbe('SELECT 1 AS a'), ...pbe('SELECT 1/0 AS b'), ...pbe('SELECT 3 AS c'), serialize.sync()];
+      const twoSyncs = (round: number): Buffer[] => [...pbe('SELECT 1/0 AS b'), serialize.sync(), ...pbe(`SELECT ${round} AS r`), serialize.sync()];
+      // What PostgreSQL itself answers (1/0 is folded, so it fails at Bind).
+      ref.write(...script());
+      const want = await ref.untilReady();
+      assert.equal(types(want), '12DC1EZ');
+      ref.write(...twoSyncs(0));
+      const want2 = [types(await ref.untilReady()), types(await ref.untilReady())];
+      assert.deepEqual(want2, ['1EZ', '12DCZ']);
+      for (let round = 0; round < 20; round++) {
+        raw.write(...script());
+        const got = await raw.untilReady();
+        assert.equal(types(got), types(want), `round ${round}`);
+        assert.deepEqual(dataRowValues(got.find((m) => m.type === 'D')!.body), ['1']);
+        assert.equal(errorField(got.find((m) => m.type === 'E')!.body), '22012');
+        assert.equal(String.fromCharCode(got[got.length - 1]!.body[0]!), 'I', 'idle after Sync: the implicit transaction ended');
+        // Two Syncs in one write: the error of the first does not skip the second.
+        raw.write(...twoSyncs(round));
+        const e = await raw.untilReady();
+        assert.equal(types(e), want2[0]);
+        assert.equal(errorField(e.find((m) => m.type === 'E')!.body), '22012');
+        const ok = await raw.untilReady();
+        assert.equal(types(ok), want2[1]);
+        assert.deepEqual(dataRowValues(ok.find((m) => m.type === 'D')!.body), [String(round)]);
+      }
+      stop = true;
+      const n = await yLoop;
+      assert.ok(n >= 20);
+    } finally {
+      raw.terminate();
+      ref.terminate();
+      await close(y);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+describe('a slow statement', () => {
+  test('pg_sleep(3) on one client does not hold up another client for its duration', async () => {
+    const a = await connect(tx);
+    const b = await connect(tx);
+    try {
+      // Warm up b and the pool, so its statements do not pay a connection setup.
+      for (let i = 0; i < 5; i++) await b.query('SELECT pg_sleep(0)');
+      const t0 = Date.now();
+      const slow = a.query<{ port: number }>('SELECT pg_sleep(3), inet_server_port() AS port').then((r) => ({ r, ms: Date.now() - t0 }));
+      await waitUntil(async () =>
+        (await direct(c.primary, "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query = 'SELECT pg_sleep(3), inet_server_port() AS port'")) !== '0',
+      'the pg_sleep running on the primary', 5_000);
+      await sleep(SLOW_GRACE_MS);
+      const times: number[] = [];
+      for (let i = 0; i < 20; i++) {
+        const s = Date.now();
+        const r = await row<{ port: number; i: number }>(b, `SELECT pg_sleep(0), inet_server_port() AS port, ${i} AS i`);
+        times.push(Date.now() - s);
+        assert.deepEqual([r.port, r.i], [c.primary.port, i], 'the fast statements run on the primary too (pg_sleep is volatile)');
+      }
+      const bDone = Date.now() - t0;
+      const { r, ms } = await slow;
+      assert.equal(r.rows[0]?.port, c.primary.port);
+      assert.ok(ms >= 3000, `the slow statement took ${ms} ms`);
+      assert.ok(times.every((t) => t < 2000), `fast statements' times (ms): ${times.join(',')}`);
+      assert.ok(bDone < ms, `B finished at ${bDone} ms, after the slow statement (${ms} ms)`);
+    } finally {
+      await close(a, b);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+describe('a client gone mid-transaction', () => {
+  /** Later clients of tx1 (one shared connection) run outside any transaction and see no ghost rows. */
+  async function checkClean(label: string): Promise<void> {
+    const cls = await connectMany(tx1, 5);
+    try {
+      await Promise.all(cls.map(async (cl, k) => {
+        const r = await row<{ notx: boolean; fresh: boolean; ghosts: number }>(cl,
+          `SELECT txid_current_if_assigned() IS NULL AS notx, now() = statement_timestamp() AS fresh, ` +
+          `(SELECT count(*) FROM ${T.disc} WHERE v LIKE 'ghost%')::int AS ghosts`);
+        assert.deepEqual([r.notx, r.fresh, r.ghosts], [true, true, 0], `${label}: client ${k}`);
+        await cl.query(`INSERT INTO ${T.disc} VALUES ('after ${label}')`);
+        // Were this still the abandoned transaction, COMMIT would make its row appear (checked below).
+        await cl.query('COMMIT');
+      }));
+    } finally {
+      await close(...cls);
+    }
+    assert.equal(await direct(c.primary, `SELECT count(*) FROM ${T.disc} WHERE v = 'after ${label}'`), '5');
+    assert.equal(await direct(c.primary, `SELECT count(*) FROM ${T.disc} WHERE v LIKE 'ghost%'`), '0');
+  }
+
+  test('node-postgres socket destroyed after BEGIN; INSERT: the row never appears, the connection is reused cleanly', async () => {
+    const g = await connect(tx1);
+    await g.query('BEGIN');
+    await g.query(`INSERT INTO ${T.disc} VALUES ('ghost')`);
+    const { pid } = await row<{ pid: number }>(g, 'SELECT pg_backend_pid() AS pid');
+    assert.equal(await direct(c.primary, `SELECT state FROM pg_stat_activity WHERE pid = ${pid}`), 'idle in transaction');
+    (g as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+    open.delete(g);
+    await waitUntil(async () => (await direct(c.primary, `SELECT count(*) FROM pg_stat_activity WHERE pid = ${pid} AND state LIKE 'idle in transaction%'`)) === '0',
+      'the abandoned transaction to end', 5_000);
+    await checkClean('pg');
+  });
+
+  test('raw client sends BEGIN; INSERT and drops the socket at once: the row never appears', async () => {
+    const md5 = c.users.md5;
+    for (let i = 0; i < 3; i++) {
+      const rc = await RawClient.connect({ host: tx1.host, port: tx1.port, user: md5.name, password: md5.password, database: c.database });
+      rc.write(serialize.query(`BEGIN; INSERT INTO ${T.disc} VALUES ('ghost raw ${i}')`), serialize.query('SELECT pg_sleep(0.2)'));
+      if (i === 1) await rc.next(); // once after the first reply has started coming back
+      rc.destroy();
+    }
+    await sleep(500);
+    await waitUntil(async () => (await direct(c.primary, `SELECT count(*) FROM pg_stat_activity WHERE datname = '${c.database}' AND state LIKE 'idle in transaction%'`)) === '0',
+      'no transaction left open', 5_000);
+    await checkClean('raw');
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+describe('COPY', () => {
+  test('psql \\copy FROM a file and \\copy TO a file through a transaction-mode pgrouter, with other clients running meanwhile', async () => {
+    const src = path.join(tmp, 'in.tsv');
+    const lines: string[] = [];
+    for (let i = 1; i <= 50_000; i++) lines.push(`${i}\tname ${i} é ✓ \\t tab\t${i % 7 === 0 ? '\\N' : `{"k": ${i}}`}`);
+    writeFileSync(src, lines.join('\n') + '\n');
+    const load = backgroundLoad(tx, 4, async (cl, k, i) => {
+      const r = await row<{ k: number; i: number }>(cl, `INSERT INTO ${T.copyLoad} VALUES ($1, $2) RETURNING k, i`, [k, i]);
+      assert.deepEqual([r.k, r.i], [k, i]);
+    });
+    let inResult;
+    try {
+      inResult = await psql(tx, [
+        '-v', 'ON_ERROR_STOP=1',
+        '-c', `CREATE TABLE ${T.copy} (id int, name text, doc jsonb)`,
+        '-c', `GRANT ALL ON ${T.copy} TO PUBLIC`,
+        '-c', `\\copy ${T.copy} FROM '${src}'`,
+      ]);
+    } finally {
+      const { count, errors } = await load.stop();
+      assert.deepEqual(errors, [], 'the clients running beside COPY FROM');
+      assert.ok(count > 0);
+    }
+    assert.equal(inResult.code, 0, inResult.stderr);
+    assert.match(inResult.stdout, /COPY 50000/);
+    assert.equal(await direct(c.primary, `SELECT count(*) FROM ${T.copy}`), '50000');
+    await waitForReplication(c);
+    const dst = path.join(tmp, 'out.tsv');
+    const dst2 = path.join(tmp, 'out2.tsv');
+    const load2 = backgroundLoad(tx, 4, async (cl, k, i) => {
+      assert.equal((await row<{ v: number }>(cl, 'SELECT $1::int AS v', [k * 100000 + i])).v, k * 100000 + i);
+    });
+    let outResult;
+    try {
+      outResult = await psql(tx, ['-v', 'ON_ERROR_STOP=1',
+        '-c', `\\copy ${T.copy} TO '${dst}'`,
+        '-c', `\\copy (SELECT * FROM ${T.copy} ORDER BY id) TO '${dst2}'`]);
+    } finally {
+      const { errors } = await load2.stop();
+      assert.deepEqual(errors, [], 'the clients running beside COPY TO');
+    }
+    assert.equal(outResult.code, 0, outResult.stderr);
+    const want = readFileSync(src, 'utf8');
+    assert.equal(readFileSync(dst, 'utf8'), want);
+    assert.equal(readFileSync(dst2, 'utf8'), want);
+    // A COPY that fails leaves the session usable.
+    const bad = path.join(tmp, 'bad.tsv');
+    writeFileSync(bad, '1\tok\t{}\nnot-a-number\tbad\t{}\n');
+    const r = await psql(tx, ['-At', '-c', `\\copy ${T.copy} FROM '${bad}'`, '-c', `SELECT count(*) FROM ${T.copy} WHERE name = 'ok'`]);
+    assert.match(r.stderr, /invalid input syntax for type integer/);
+    assert.equal(r.stdout.trim(), '0');
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+describe('admin', () => {
+  test('SHOW pool_nodes answers with both nodes through a transaction-mode pgrouter', async () => {
+    const cl = await connect(tx);
+    try {
+      const r = await cl.query<Record<string, string>>('SHOW pool_nodes');
+      assert.equal(r.rows.length, 2, JSON.stringify(r.rows));
+      const [n0, n1] = r.rows as [Record<string, string>, Record<string, string>];
+      assert.deepEqual([n0.node_id, n0.hostname, n0.port, n0.status, n0.role], ['0', c.primary.host, String(c.primary.port), 'up', 'primary']);
+      assert.deepEqual([n1.node_id, n1.hostname, n1.port, n1.status, n1.role], ['1', c.replica.host, String(c.replica.port), 'up', 'standby']);
+      const v = await cl.query<Record<string, string>>('SHOW pool_version');
+      assert.equal(v.rows.length, 1);
+      // Ordinary statements still work on the same client afterwards.
+      assert.equal((await row<{ v: number }>(cl, 'SELECT $1::int AS v', [3])).v, 3);
+    } finally {
+      await close(cl);
+    }
+  });
+});
