@@ -150,6 +150,11 @@ export class Lane implements ReplySink {
     }
     b.copy(this.stage, this.staged);
     this.staged += b.length;
+    // A held lane carries one client's requests only: nothing to wait for.
+    if (this.holder !== null) {
+      this.flush();
+      return;
+    }
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(this.flush);
