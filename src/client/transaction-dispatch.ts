@@ -175,6 +175,32 @@ export class TransactionDispatcher implements LaneClient {
     if (this.inFlight === 0) this.host.settled();
   }
 
+  /**
+   * A shared lane died before answering one of this session's requests: as in session mode, the
+   * request fails with 08006 and the session goes on (later requests go to other lanes).
+   */
+  requestLost(lane: Lane, _err: Error | undefined): void {
+    if (this.terminated) return;
+    if (this.lostLane !== lane) {
+      this.lostLane = lane;
+      if (!lane.conn.sawFatal) this.host.backendFailed(lane.conn.node.id, 'connection lost');
+    }
+    this.host.writeClient(
+      Buffer.concat([
+        w.errorResponse({
+          severity: 'ERROR',
+          code: SqlState.CONNECTION_FAILURE,
+          message: `lost the connection to ${describeNode(lane.conn.node)} while it ran the statement`,
+          hint: 'The session goes on; the statement may or may not have run.',
+        }),
+        w.readyForQuery(TxStatus.Idle),
+      ]),
+    );
+    this.requestDone(lane, TxStatus.Idle);
+  }
+
+  private lostLane: Lane | null = null;
+
   laneLost(lane: Lane, _err: Error | undefined): void {
     if (this.terminated) return;
     if (!lane.conn.sawFatal) this.host.backendFailed(lane.conn.node.id, 'connection lost');

@@ -27,6 +27,7 @@ export function laneRows(group: LaneGroup, sql: string): Promise<TextRow[]> {
       onceDrained: (cb) => cb(),
       requestDone: () => (error === undefined ? resolve(rows) : reject(new Error(`catalog query failed: ${error}`))),
       laneLost: () => reject(new Error('server closed the connection during a catalog query')),
+      requestLost: () => reject(new Error('server closed the connection during a catalog query')),
     };
     const send = (lane: Lane | Error): void => {
       if (lane instanceof Error) reject(lane);

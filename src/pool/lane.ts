@@ -16,8 +16,10 @@ export interface LaneClient {
   onceDrained(cb: () => void): void;
   /** One of the client's requests got its ReadyForQuery (`status` is its status byte). */
   requestDone(lane: Lane, status: number): void;
-  /** The backend connection failed while the client had requests on it or held it. */
+  /** The backend connection failed while the client held it (a transaction, or pinned). */
   laneLost(lane: Lane, err: Error | undefined): void;
+  /** The backend connection failed before one of the client's requests was answered (once per request, in order). */
+  requestLost(lane: Lane, err: Error | undefined): void;
 }
 
 /** A request written to the lane, waiting for its ReadyForQuery. */
@@ -296,13 +298,13 @@ export class Lane implements ReplySink {
   onServerClose(_conn: ServerConnection, err: Error | undefined): void {
     if (this.closed) return;
     this.closed = true;
-    const told = new Set<LaneClient>();
-    for (let i = this.head; i < this.fifo.length; i++) told.add(this.fifo[i]!.client);
-    if (this.holder) told.add(this.holder);
+    const pending = this.fifo.slice(this.head);
+    const holder = this.holder;
     this.fifo.length = 0;
     this.head = 0;
     this.owner.laneClosed(this, err);
-    for (const c of told) c.laneLost(this, err);
+    if (holder) holder.laneLost(this, err);
+    for (const p of pending) if (p.client !== holder) p.client.requestLost(this, err);
   }
 
   /** True when `client` has requests in flight here. */

@@ -1,11 +1,13 @@
-// pool_mode = transaction: a lane keeps a bounded number of server-side prepared statements.
-// One client prepares 700 named statements; the lane closes the oldest past 512, and binding
-// an old name again re-parses it on the lane, so every statement still answers correctly.
+// pool_mode = transaction, the edges of shared connections: a lane keeps a bounded number of
+// server-side prepared statements (one client prepares 700 named statements; the lane closes the
+// oldest past 512, and binding an old name again re-parses it, so every one still answers), and
+// a replica that dies while reads are in flight on its lane fails those reads only: every
+// session goes on, and later reads run on the primary.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import pg from 'pg';
-import type { Cluster } from '../../rig/cluster.ts';
+import { startNode, stopNode, waitForStreaming, type Cluster } from '../../rig/cluster.ts';
 import { getCluster } from '../harness/cluster.ts';
 import { startProxy, type ProxyHandle } from '../harness/proxy.ts';
 
@@ -38,5 +40,60 @@ test('700 named statements on one lane: the oldest are closed on the server and 
     for (let i = 0; i < 700; i += 7) assert.equal(await run(i), 1000 + i);
   } finally {
     await cl.end();
+  }
+});
+
+test('the replica dies under 8 clients reading through shared lanes: in-flight reads get 08006, no session ends, later reads succeed', async () => {
+  const rp = await startProxy(c, { conf: { pool_mode: 'transaction', load_balance_mode: 'on', health_check_period: 0 } });
+  const u = c.users.superuser;
+  const clients: pg.Client[] = [];
+  let stopped = false;
+  try {
+    for (let i = 0; i < 8; i++) {
+      const cl = new pg.Client({ host: rp.host, port: rp.port, user: u.name, password: u.password, database: c.database });
+      cl.on('error', () => undefined);
+      await cl.connect();
+      clients.push(cl);
+    }
+    const codes = new Map<string, number>();
+    let ok = 0;
+    let sawReplica = false;
+    let running = true;
+    const loops = clients.map(async (cl, k) => {
+      while (running) {
+        try {
+          const r = await cl.query<{ v: number; port: number }>('SELECT $1::int AS v, inet_server_port() AS port', [k]);
+          assert.equal(r.rows[0]!.v, k);
+          if (r.rows[0]!.port === c.replica.port) sawReplica = true;
+          ok++;
+        } catch (e) {
+          const code = (e as { code?: string }).code ?? String(e);
+          codes.set(code, (codes.get(code) ?? 0) + 1);
+        }
+      }
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    assert.ok(sawReplica, 'reads reached the replica before it was stopped');
+    await stopNode(c, c.replica, 'immediate');
+    stopped = true;
+    await new Promise((r) => setTimeout(r, 1500));
+    const before = ok;
+    await new Promise((r) => setTimeout(r, 1000));
+    running = false;
+    await Promise.all(loops);
+    assert.ok(ok > before + 50, `reads went on after the replica stopped (${ok - before} in the last second)`);
+    for (const code of codes.keys()) assert.equal(code, '08006', `only connection-failure errors: ${[...codes].join(', ')}`);
+    // Every session is still there and reads from the primary.
+    for (const cl of clients) {
+      const r = await cl.query<{ port: number }>('SELECT inet_server_port() AS port');
+      assert.equal(r.rows[0]!.port, c.primary.port);
+    }
+  } finally {
+    for (const cl of clients) await cl.end().catch(() => undefined);
+    await rp.stop('SIGKILL');
+    if (stopped) {
+      await startNode(c, c.replica);
+      await waitForStreaming(c);
+    }
   }
 });

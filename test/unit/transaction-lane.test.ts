@@ -38,6 +38,10 @@ class Client implements LaneClient {
   laneLost(): void {
     this.lost++;
   }
+  requestsLost = 0;
+  requestLost(): void {
+    this.requestsLost++;
+  }
   get bytes(): Buffer {
     return Buffer.concat(this.got);
   }
@@ -111,6 +115,29 @@ describe('lane reply splitting', () => {
     lane.onReply(conn, Buffer.concat([msg('E', 'SERROR\0C42601\0Msyntax\0\0'), ready('I')]));
     assert.equal(lane.statements.has('k-bad'), false);
     assert.equal(lane.statements.get('k-ok'), 'pgrouter_x');
+  });
+
+  test('a lane that dies: each request in flight is reported lost once, the holder loses its lane', () => {
+    const { conn } = fakeConn();
+    let closed = 0;
+    const lane = new Lane(conn, { laneIdle() {}, laneClosed: () => void closed++ });
+    const a = new Client();
+    const b = new Client();
+    lane.request(a, [msg('Q', cstr('select 1'))], 0, null, null);
+    lane.request(b, [msg('Q', cstr('select 2'))], 0, null, null);
+    lane.request(a, [msg('Q', cstr('select 3'))], 0, null, null);
+    lane.onServerClose(conn, undefined);
+    assert.equal(a.requestsLost, 2);
+    assert.equal(b.requestsLost, 1);
+    assert.equal(a.lost + b.lost, 0);
+    assert.equal(closed, 1);
+    const h = new Client();
+    const held = new Lane(fakeConn().conn, owner);
+    held.holder = h;
+    held.request(h, [msg('Q', cstr('select 4'))], 0, null, null);
+    held.onServerClose(conn, undefined);
+    assert.equal(h.lost, 1);
+    assert.equal(h.requestsLost, 0);
   });
 
   test('requests of one event-loop turn go out in one write', async () => {
