@@ -366,63 +366,65 @@ async function runCase(port: number, f: FuzzCase): Promise<FuzzOutcome> {
 }
 
 describe('fuzz: malformed, truncated and oversized input', () => {
-  test('hundreds of raw connections with thousands of bad frames: each gets a FATAL 08P01/0A000/28000/28P01 or is closed; the proxy lives on', async () => {
-    const p = await proxy({ conf: { num_init_children: 16 } });
-    const cases = makeCases(0x5eed2024, 336, { trust: c.users.trust.name, scram: c.users.scram.name, db: c.database });
-    const frames = cases.reduce((n, f) => n + f.frames, 0);
-    assert.ok(cases.length >= 300 && frames >= 2000, `${cases.length} connections, ${frames} frames`);
+  for (const mode of ['session', 'transaction']) {
+    test(`pool_mode ${mode}: hundreds of raw connections with thousands of bad frames: each gets a FATAL 08P01/0A000/28000/28P01 or is closed; the proxy lives on`, async () => {
+      const p = await proxy({ conf: { num_init_children: 16, pool_mode: mode } });
+      const cases = makeCases(0x5eed2024, 336, { trust: c.users.trust.name, scram: c.users.scram.name, db: c.database });
+      const frames = cases.reduce((n, f) => n + f.frames, 0);
+      assert.ok(cases.length >= 300 && frames >= 2000, `${cases.length} connections, ${frames} frames`);
 
-    const outcomes: FuzzOutcome[] = [];
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < cases.length) {
-        const f = cases[next++]!;
-        outcomes.push(await runCase(p.port, f));
-      }
-    };
-    await Promise.all(Array.from({ length: 12 }, worker));
+      const outcomes: FuzzOutcome[] = [];
+      let next = 0;
+      const worker = async (): Promise<void> => {
+        while (next < cases.length) {
+          const f = cases[next++]!;
+          outcomes.push(await runCase(p.port, f));
+        }
+      };
+      await Promise.all(Array.from({ length: 12 }, worker));
 
-    const problems: string[] = [];
-    for (const o of outcomes) {
-      const f = o.fuzz;
-      const codes = o.errors.map((e) => e['C'] ?? '?');
-      const what = `${f.name}: errors ${JSON.stringify(o.errors.map((e) => `${e['C']} ${e['M']}`))}`;
-      if (o.loginFailed) problems.push(`${f.name}: login failed: ${o.loginFailed}`);
-      if (!o.closed) problems.push(`${what}: connection still open after our FIN`);
-      if (o.errors.some((e) => /internal error in pgrouter/.test(e['M'] ?? ''))) problems.push(`${what}: internal error`);
-      if (f.expect.kind === 'fatal') {
-        if (!codes.some((x) => f.expect.kind !== 'any-backend' && f.expect.codes.includes(x))) problems.push(`${what}: expected FATAL ${f.expect.codes.join('/')}`);
-        if (!o.closedByServer) problems.push(`${what}: not closed by pgrouter after the FATAL`);
+      const problems: string[] = [];
+      for (const o of outcomes) {
+        const f = o.fuzz;
+        const codes = o.errors.map((e) => e['C'] ?? '?');
+        const what = `${f.name}: errors ${JSON.stringify(o.errors.map((e) => `${e['C']} ${e['M']}`))}`;
+        if (o.loginFailed) problems.push(`${f.name}: login failed: ${o.loginFailed}`);
+        if (!o.closed) problems.push(`${what}: connection still open after our FIN`);
+        if (o.errors.some((e) => /internal error in pgrouter/.test(e['M'] ?? ''))) problems.push(`${what}: internal error`);
+        if (f.expect.kind === 'fatal') {
+          if (!codes.some((x) => f.expect.kind !== 'any-backend' && f.expect.codes.includes(x))) problems.push(`${what}: expected FATAL ${f.expect.codes.join('/')}`);
+          if (!o.closedByServer) problems.push(`${what}: not closed by pgrouter after the FATAL`);
+        }
+        if (f.expect.kind !== 'any-backend') {
+          const allowed = f.expect.codes;
+          const bad = codes.filter((x) => !allowed.includes(x));
+          if (bad.length > 0) problems.push(`${what}: unexpected codes ${bad.join(',')}`);
+          for (const e of o.errors) if (e['S'] !== 'FATAL') problems.push(`${what}: severity ${e['S']}`);
+        }
       }
-      if (f.expect.kind !== 'any-backend') {
-        const allowed = f.expect.codes;
-        const bad = codes.filter((x) => !allowed.includes(x));
-        if (bad.length > 0) problems.push(`${what}: unexpected codes ${bad.join(',')}`);
-        for (const e of o.errors) if (e['S'] !== 'FATAL') problems.push(`${what}: severity ${e['S']}`);
+      // The proxy lives, holds no leaked slot (all 16 sessions at once) and serves normal clients.
+      assert.equal(p.proc.exitCode, null, 'pgrouter is alive');
+      const many = await Promise.all(Array.from({ length: 16 }, () => connect(p, c.users.scram.name, c.users.scram.password)));
+      assert.deepEqual(await Promise.all(many.map((o) => one(o.client, 'SELECT 1'))), Array(16).fill('1'));
+      await Promise.all(many.map(leave));
+      const r = await psql(p, c.users.md5.name, c.users.md5.password, 'disable', ['SELECT current_user']);
+      assert.equal(r.code, 0, r.err);
+      assert.equal(r.out, c.users.md5.name);
+      const bad = p.logs.filter((l) => /"level":"(error|fatal)"/.test(l));
+      for (const l of bad.slice(0, 3)) problems.push(`pgrouter logged: ${l.slice(0, 300)}`);
+      if (bad.length > 3) problems.push(`... and ${bad.length - 3} more error/fatal log lines`);
+      // Every category was exercised (each connection of a 'fatal' category was checked above).
+      const names = new Set(outcomes.map((o) => o.fuzz.name));
+      assert.equal(names.size, 14, [...names].join(', '));
+      // Grouped by kind, with a count, so that one bug does not hide another.
+      const grouped = new Map<string, number>();
+      for (const pr of problems) {
+        const key = pr.replace(/\d{5,}/g, 'N');
+        grouped.set(key, (grouped.get(key) ?? 0) + 1);
       }
-    }
-    // The proxy lives, holds no leaked slot (all 16 sessions at once) and serves normal clients.
-    assert.equal(p.proc.exitCode, null, 'pgrouter is alive');
-    const many = await Promise.all(Array.from({ length: 16 }, () => connect(p, c.users.scram.name, c.users.scram.password)));
-    assert.deepEqual(await Promise.all(many.map((o) => one(o.client, 'SELECT 1'))), Array(16).fill('1'));
-    await Promise.all(many.map(leave));
-    const r = await psql(p, c.users.md5.name, c.users.md5.password, 'disable', ['SELECT current_user']);
-    assert.equal(r.code, 0, r.err);
-    assert.equal(r.out, c.users.md5.name);
-    const bad = p.logs.filter((l) => /"level":"(error|fatal)"/.test(l));
-    for (const l of bad.slice(0, 3)) problems.push(`pgrouter logged: ${l.slice(0, 300)}`);
-    if (bad.length > 3) problems.push(`... and ${bad.length - 3} more error/fatal log lines`);
-    // Every category was exercised (each connection of a 'fatal' category was checked above).
-    const names = new Set(outcomes.map((o) => o.fuzz.name));
-    assert.equal(names.size, 14, [...names].join(', '));
-    // Grouped by kind, with a count, so that one bug does not hide another.
-    const grouped = new Map<string, number>();
-    for (const pr of problems) {
-      const key = pr.replace(/\d{5,}/g, 'N');
-      grouped.set(key, (grouped.get(key) ?? 0) + 1);
-    }
-    assert.deepEqual([...grouped].map(([k, n]) => `${n}× ${k}`), [], `${problems.length} problems in ${outcomes.length} connections`);
-  });
+      assert.deepEqual([...grouped].map(([k, n]) => `${n}× ${k}`), [], `${problems.length} problems in ${outcomes.length} connections`);
+    });
+  }
 });
 
 // ---------------------------------------------------------------------------------------------
