@@ -1,7 +1,9 @@
-// Resident memory of pgrouter holding many idle client connections. Today every admitted
-// session leases a backend connection for its whole life (session pooling), so the primary's
-// max_connections bounds how many can be authenticated; the rest wait in the admission queue.
-// Run alone with `npx tsx bench/idle-memory.ts [--sessions N] [--total N]` or from run.ts.
+// Resident memory of pgrouter holding many idle client connections. In session mode (the
+// default) every admitted session leases a backend connection for its whole life, so the
+// primary's max_connections bounds how many can be authenticated and the rest wait in the
+// admission queue. With --transaction (pool_mode = transaction) every one of them is an
+// authenticated session, and they share a few backend connections.
+// Run alone with `npx tsx bench/idle-memory.ts [--transaction] [--sessions N] [--total N]` or from run.ts.
 
 import net from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -22,6 +24,10 @@ export interface IdleMemoryResult {
   /** Queued sockets still open when measured (should equal `queued`). */
   readonly queuedOpen: number;
   readonly conf: Record<string, number>;
+  /** session: each authenticated session holds a backend connection; transaction: they share a few. */
+  readonly poolMode: 'session' | 'transaction';
+  /** Backend connections pgrouter held to the primary with every session open (pg_stat_activity). */
+  readonly backends: number;
   /** The primary's max_connections. */
   readonly maxConnections: number;
   readonly notes: string[];
@@ -72,13 +78,18 @@ export function idleConf(sessions: number, total: number): Record<string, number
  * `total - sessions` more clients that connected and sent a StartupMessage and wait in the
  * admission queue. The primary needs max_connections > `sessions`.
  */
-export async function measureIdleMemory(c: Cluster, sessions: number, total: number): Promise<IdleMemoryResult> {
+export async function measureIdleMemory(
+  c: Cluster,
+  sessions: number,
+  total: number,
+  poolMode: 'session' | 'transaction' = 'session',
+): Promise<IdleMemoryResult> {
   if (sessions < 1) throw new Error('idle-memory needs at least one authenticated session');
   const conf = idleConf(sessions, total);
   const maxConnections = Number(await sql(c, c.primary, 'SHOW max_connections', { database: 'postgres' }));
-  if (maxConnections <= sessions + 5)
+  if (poolMode === 'session' && maxConnections <= sessions + 5)
     throw new Error(`the primary's max_connections (${maxConnections}) is too small for ${sessions} sessions`);
-  const t = await startPgrouter(c, { conf, nodeArgs: ['--expose-gc', '--import', GC_PRELOAD] });
+  const t = await startPgrouter(c, { conf, poolMode, nodeArgs: ['--expose-gc', '--import', GC_PRELOAD] });
   const clients: pg.Client[] = [];
   const sockets: net.Socket[] = [];
   const notes: string[] = [];
@@ -105,6 +116,11 @@ export async function measureIdleMemory(c: Cluster, sessions: number, total: num
       clients.push(await connect());
     });
     const afterSessionsKb = await settle();
+    const backends = Number(
+      await sql(c, c.primary, `SELECT count(*) FROM pg_stat_activity WHERE datname = '${c.database}' AND usename = '${c.users.superuser.name}'`, {
+        database: 'postgres',
+      }),
+    );
     let refused = 0;
     await inBatches(total - sessions, 100, async () => {
       try {
@@ -117,7 +133,7 @@ export async function measureIdleMemory(c: Cluster, sessions: number, total: num
     const afterAllKb = await settle();
     const queuedOpen = sockets.filter((s) => !s.destroyed && s.readable).length;
     const { hwmKb } = treeMemoryKb(pid);
-    return { sessions, queued: total - sessions, baseKb, afterSessionsKb, afterAllKb, hwmKb, queuedOpen, conf, maxConnections, notes };
+    return { sessions, queued: total - sessions, baseKb, afterSessionsKb, afterAllKb, hwmKb, queuedOpen, conf, poolMode, backends, maxConnections, notes };
   } finally {
     for (const s of sockets) s.destroy();
     await Promise.all(clients.map((cl) => cl.end().catch(() => undefined)));
@@ -133,25 +149,35 @@ export function idleMemoryMarkdown(r: IdleMemoryResult): string[] {
   const perSession = (r.afterSessionsKb - r.baseKb) / r.sessions;
   const perQueued = r.queued > 0 ? (r.afterAllKb - r.afterSessionsKb) / r.queued : 0;
   const projected = r.baseKb + total * perSession;
+  const shared = r.poolMode === 'transaction';
+  const holding = shared ? `sharing ${r.backends} backend connection${r.backends === 1 ? '' : 's'}` : 'each holding its backend connection';
+  const verdict = shared
+    ? r.queued === 0
+      ? `**${total} authenticated idle sessions: ${mb(r.afterAllKb)} MB** of pgrouter RSS (target: under 300 MB for 5,000), ` +
+        `over ${r.backends} PostgreSQL backend connection${r.backends === 1 ? '' : 's'} (pool_mode = transaction).`
+      : `**${total} idle connections held open: ${mb(r.afterAllKb)} MB** of pgrouter RSS (target: under 300 MB for 5,000); ${r.sessions} authenticated (pool_mode = transaction).`
+    : `**${total} idle connections held open: ${mb(r.afterAllKb)} MB** of pgrouter RSS (target: under 300 MB for 5,000), but only ${r.sessions} of them ` +
+      'are authenticated sessions. Each authenticated session holds its own backend connection in session mode, so ' +
+      `${total} authenticated sessions would need ${total} PostgreSQL backends (this rig's primary has max_connections = ${r.maxConnections}); ` +
+      `the rest wait in the admission queue before authenticating. Projected from the measured per-session cost, ${total} authenticated idle ` +
+      `sessions would take about ${mb(projected)} MB of pgrouter's RSS (${projected / 1024 < 300 ? 'under' : 'over'} the target), ` +
+      `plus the ${total} PostgreSQL backends.`;
   return [
-    `pgrouter with ${Object.entries(r.conf).map(([k, v]) => `\`${k} = ${v}\``).join(', ')}; ` +
+    `pgrouter with \`pool_mode = ${r.poolMode}\`, ${Object.entries(r.conf).map(([k, v]) => `\`${k} = ${v}\``).join(', ')}; ` +
       'RSS = VmRSS of its process tree from /proc/<pid>/status, read 2 s after each step and 1 s after a forced full GC ' +
       '(pgrouter started with `node --expose-gc --import bench/lib/gc-on-signal.mjs`, which runs gc() on SIGUSR2).',
     '',
     '| step | connections | pgrouter RSS MB | per connection kB |',
     '|---|---:|---:|---:|',
     `| idle, after one warm-up session | 0 | ${mb(r.baseKb)} | |`,
-    `| + authenticated idle sessions (node-postgres, SCRAM, each holding its backend connection) | ${r.sessions} | ${mb(r.afterSessionsKb)} | ${perSession.toFixed(1)} |`,
-    `| + clients waiting in the admission queue (connected, StartupMessage sent, not yet authenticated) | ${total} | ${mb(r.afterAllKb)} | ${perQueued.toFixed(1)} |`,
+    `| + authenticated idle sessions (node-postgres, SCRAM, ${holding}) | ${r.sessions} | ${mb(r.afterSessionsKb)} | ${perSession.toFixed(1)} |`,
+    ...(r.queued > 0
+      ? [`| + clients waiting in the admission queue (connected, StartupMessage sent, not yet authenticated) | ${total} | ${mb(r.afterAllKb)} | ${perQueued.toFixed(1)} |`]
+      : []),
     '',
     `Peak (VmHWM): ${mb(r.hwmKb)} MB. Queued sockets still open at the end: ${r.queuedOpen} of ${r.queued}.`,
     '',
-    `**${total} idle connections held open: ${mb(r.afterAllKb)} MB** of pgrouter RSS (target: under 300 MB for 5,000), but only ${r.sessions} of them ` +
-      'are authenticated sessions. Each authenticated session holds its own backend connection in this tree, so ' +
-      `${total} authenticated sessions would need ${total} PostgreSQL backends (this rig's primary has max_connections = ${r.maxConnections}); ` +
-      `the rest wait in the admission queue before authenticating. Projected from the measured per-session cost, ${total} authenticated idle ` +
-      `sessions would take about ${mb(projected)} MB of pgrouter's RSS (${projected / 1024 < 300 ? 'under' : 'over'} the target), ` +
-      `plus the ${total} PostgreSQL backends.`,
+    verdict,
     ...r.notes.map((n) => `Note: ${n}.`),
   ];
 }
@@ -163,11 +189,12 @@ async function main(): Promise<void> {
     if (!Number.isInteger(v) || v < 1) throw new Error(`${name} needs a positive integer`);
     return v;
   };
-  const sessions = arg('--sessions', 1000);
+  const poolMode = process.argv.includes('--transaction') ? 'transaction' : 'session';
+  const sessions = arg('--sessions', poolMode === 'transaction' ? 5000 : 1000);
   const total = arg('--total', 5000);
-  const c = await startCluster({ maxConnections: sessions + 100 });
+  const c = await startCluster({ maxConnections: poolMode === 'transaction' ? 200 : sessions + 100 });
   try {
-    const r = await measureIdleMemory(c, sessions, total);
+    const r = await measureIdleMemory(c, sessions, total, poolMode);
     process.stdout.write(idleMemoryMarkdown(r).join('\n') + '\n');
   } finally {
     await stopCluster(c);
