@@ -442,25 +442,9 @@ export class Session implements ReplySink, ClientChannel {
   }
 
   private transactionHost(): TransactionHost {
-    const self = this;
-    return {
-      log: this.log,
-      pool: this.ctx.pool,
+    return Object.assign(this.dispatchHost(), {
       lanes: this.ctx.lanes,
-      user: this.user,
-      database: this.database,
-      params: this.params,
-      get credentials() {
-        return self.credentials;
-      },
-      cluster: () => this.ctx.cluster(),
-      routeSettings: () => this.routeSettings(),
-      stats: this.ctx.stats,
-      admin: this.ctx.admin && ((sql: string, info: AdminSessionInfo) => this.ctx.admin!(sql, { ...info, settings: this.overrides })),
-      writeClient: (b: Buffer) => !this.sock.destroyed && this.sock.write(b),
-      get clientQueuedBytes() {
-        return self.sock.writableLength;
-      },
+      clientQueuedBytes: () => this.sock.writableLength,
       onceClientDrained: (cb: () => void) => {
         if (this.sock.destroyed || this.sock.writableLength === 0) return cb();
         let done = false;
@@ -472,20 +456,13 @@ export class Session implements ReplySink, ClientChannel {
         this.sock.once('drain', once);
         this.sock.once('close', once);
       },
-      pauseClient: () => this.sock.pause(),
-      resumeClient: () => {
-        if (this.phase === 'ready') this.sock.resume();
-      },
-      terminate: () => this.close(),
       fail: (e: ProxyError) => this.fail(e),
-      backendFailed: (id: number, why: string) => this.ctx.backendFailed(id, why),
-      protocolViolation: (m: string) => this.fail(new ProxyError(SqlState.PROTOCOL_VIOLATION, m, 'FATAL')),
       connectTimeoutMs: () => this.ctx.settings().connectTimeoutMs,
       settled: () => {
         this.lastActivity = Date.now();
         if (this.ctx.draining()) this.drainIfIdle();
       },
-    };
+    });
   }
 
   private dispatchHost() {

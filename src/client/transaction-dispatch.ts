@@ -5,19 +5,16 @@
 // tables, SQL PREPARE, session advisory locks) pins the session to its primary lane for good.
 // Named prepared statements are renamed per lane so that clients never see each other's.
 
-import type { Logger } from 'pino';
 import { Frontend, TxStatus } from '../protocol/codes.ts';
 import * as w from '../protocol/writer.ts';
 import { closeStatement, parseKey, parseText, PARSE_COMPLETE, parseMessage, statementName, withStatementName } from '../protocol/statement-names.ts';
-import { sendCancel, type BackendCredentials } from '../backend/connection.ts';
+import { sendCancel } from '../backend/connection.ts';
 import { describeNode } from '../backend/node.ts';
-import { isUsable, type ClusterView } from '../pool/cluster.ts';
-import type { NodeStats } from '../pool/node-stats.ts';
+import { isUsable } from '../pool/cluster.ts';
 import type { Lane, LaneClient } from '../pool/lane.ts';
 import type { LaneGroup } from '../pool/lane-group.ts';
 import type { TransactionPool } from '../pool/transaction-pool.ts';
-import type { Pool } from '../pool/pool.ts';
-import type { AdminSessionInfo } from './context.ts';
+import type { DispatchHost } from './dispatch.ts';
 import { classify } from '../router/classify.ts';
 import type { Classification } from '../router/statement.ts';
 import { lagOverThreshold, NEEDS_CATALOG_LOOKUP, primaryReason, weightedChoice, type RouteSettings } from '../router/route.ts';
@@ -27,28 +24,13 @@ import { reasonCategory } from '../router/reason-category.ts';
 import { ProxyError } from '../errors/proxy-error.ts';
 import { SqlState } from '../errors/sqlstate.ts';
 
-/** What the transaction dispatcher needs from its session. */
-export interface TransactionHost {
-  readonly log: Logger;
-  readonly pool: Pool;
+/** What the transaction dispatcher needs from its session: the dispatcher's host, and a few more. */
+export interface TransactionHost extends Omit<DispatchHost, 'refuseWrite'> {
   readonly lanes: TransactionPool;
-  readonly user: string;
-  readonly database: string;
-  readonly params: ReadonlyMap<string, string>;
-  readonly credentials: BackendCredentials;
-  cluster(): ClusterView;
-  routeSettings(): RouteSettings;
-  readonly stats: NodeStats;
-  readonly admin: ((sql: string, session: AdminSessionInfo) => Buffer | undefined) | undefined;
-  writeClient(buf: Buffer): boolean;
-  readonly clientQueuedBytes: number;
+  /** Bytes still queued on the client's socket. */
+  clientQueuedBytes(): number;
   onceClientDrained(cb: () => void): void;
-  pauseClient(): void;
-  resumeClient(): void;
-  terminate(): void;
   fail(e: ProxyError): void;
-  backendFailed(nodeId: number, why: string): void;
-  protocolViolation(message: string): void;
   connectTimeoutMs(): number;
   /** Every request the session sent has been answered. */
   settled(): void;
@@ -156,7 +138,7 @@ export class TransactionDispatcher implements LaneClient {
   }
 
   get queuedBytes(): number {
-    return this.host.clientQueuedBytes;
+    return this.host.clientQueuedBytes();
   }
 
   onceDrained(cb: () => void): void {
