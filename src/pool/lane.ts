@@ -34,6 +34,8 @@ interface Pending {
   /** Parse keys this request registered in `statements`: forgotten again if it fails. */
   readonly registered: readonly string[] | null;
   failed: boolean;
+  /** performance.now() when it was written (pgrouter_query_duration_seconds). */
+  readonly sentAt: number;
 }
 
 /** Server-side statement names are unique in the process, so a reused connection never sees one twice. */
@@ -112,7 +114,7 @@ export class Lane implements ReplySink {
    * other requests of this event-loop turn in one write.
    */
   request(client: LaneClient, bytes: readonly Buffer[], strip: number, prefix: Buffer | null, registered: readonly string[] | null): void {
-    this.push({ client, strip, prefix, local: null, registered, failed: false });
+    this.push({ client, strip, prefix, local: null, registered, failed: false, sentAt: performance.now() });
     for (const b of bytes) this.put(b);
   }
 
@@ -123,7 +125,7 @@ export class Lane implements ReplySink {
 
   /** A reply made by pgrouter, delivered after the client's replies still in flight here. */
   local(client: LaneClient, reply: Buffer): void {
-    this.push({ client, strip: 0, prefix: null, local: reply, registered: null, failed: false });
+    this.push({ client, strip: 0, prefix: null, local: reply, registered: null, failed: false, sentAt: 0 });
   }
 
   private push(p: Pending): void {
@@ -253,6 +255,7 @@ export class Lane implements ReplySink {
       this.head = 0;
     }
     this.headSince = performance.now();
+    this.conn.latency?.observe((this.headSince - p.sentAt) / 1000);
     if (p.failed && p.registered !== null) for (const k of p.registered) this.statements.delete(k);
     p.client.requestDone(this, status);
     // Replies pgrouter makes itself, and prefixes, of the requests now at the head.

@@ -9,14 +9,19 @@ import { after, before, test } from 'node:test';
 import pg from 'pg';
 import { startNode, stopNode, waitForStreaming, type Cluster } from '../../rig/cluster.ts';
 import { getCluster } from '../harness/cluster.ts';
+import { freePort } from '../../rig/system.ts';
 import { startProxy, type ProxyHandle } from '../harness/proxy.ts';
 
 let c: Cluster;
 let p: ProxyHandle;
+let metricsPort: number;
 
 before(async () => {
   c = await getCluster();
-  p = await startProxy(c, { conf: { pool_mode: 'transaction', load_balance_mode: 'off', transaction_pool_size: 1 } });
+  metricsPort = await freePort();
+  p = await startProxy(c, {
+    conf: { pool_mode: 'transaction', load_balance_mode: 'off', transaction_pool_size: 1, metrics_port: metricsPort, metrics_listen_addresses: '127.0.0.1' },
+  });
 });
 
 after(async () => {
@@ -38,6 +43,10 @@ test('700 named statements on one lane: the oldest are closed on the server and 
     assert.ok(n > 0 && n <= 512, `server-side statements on the lane: ${n}`);
     // The first ones were closed on the server; node-postgres binds them by name again.
     for (let i = 0; i < 700; i += 7) assert.equal(await run(i), 1000 + i);
+    // Each request on the lane was timed once: pgrouter_query_duration_seconds counts them.
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const count = Number(/^pgrouter_query_duration_seconds_count\{node="0"\} (\d+)/m.exec(text)?.[1]);
+    assert.ok(count >= 801, `pgrouter_query_duration_seconds_count{node="0"} = ${count}`);
   } finally {
     await cl.end();
   }
