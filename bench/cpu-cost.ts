@@ -2,14 +2,16 @@
 // (interleaved rounds) and reads the target process tree's CPU time (utime+stime from /proc)
 // around each run. Unlike TPS, a proxy's own microseconds of CPU per transaction move little
 // when other work shares the cores, so this compares efficiency even on a busy machine. The
-// `relay` target (bench/floor/relay.ts) is the floor of any Node.js proxy on this I/O path.
+// `relay` target (bench/floor/relay.ts) is the floor of any Node.js proxy on this I/O path;
+// `pgrouter-txn` is pgrouter with pool_mode = 'transaction' (bench/targets/pgrouter.ts).
+// --pgrouter-conf goes to both pgrouter targets (same syntax as `npm run bench -- --pgrouter-conf`).
 //
-//   npx tsx bench/cpu-cost.ts [--targets relay,pgrouter,pgbouncer,pgpool] [--workloads select-simple,...]
+//   npx tsx bench/cpu-cost.ts [--targets relay,pgrouter,pgrouter-txn,pgbouncer,pgpool] [--workloads select-simple,...]
 //                             [--seconds 8] [--rounds 3] [--pgrouter-conf key=value,...]
 
 import { readFileSync } from 'node:fs';
 import { startCluster, stopCluster, type Cluster } from '../rig/cluster.ts';
-import { startPgrouter } from './targets/pgrouter.ts';
+import { parsePgrouterConf, startPgrouter } from './targets/pgrouter.ts';
 import { startPgbouncer } from './targets/pgbouncer.ts';
 import { startPgpool } from './targets/pgpool.ts';
 import { runPgbench } from './lib/pgbench.ts';
@@ -24,16 +26,16 @@ function arg(name: string, dflt: string): string {
 
 type Running = RunningRelay;
 
-const pgrouterConf: Record<string, string> = {};
-for (const kv of arg('pgrouter-conf', '').split(',').filter(Boolean)) {
-  const i = kv.indexOf('=');
-  pgrouterConf[kv.slice(0, i)] = kv.slice(i + 1);
-}
+const pgrouterConf = parsePgrouterConf(arg('pgrouter-conf', ''));
 
 const starters: Record<string, (c: Cluster) => Promise<Running>> = {
   relay: startRelay,
   pgrouter: async (c) => {
     const t = await startPgrouter(c, { conf: pgrouterConf });
+    return { port: t.port, pid: t.pid!, stop: () => t.stop() };
+  },
+  'pgrouter-txn': async (c) => {
+    const t = await startPgrouter(c, { conf: pgrouterConf, poolMode: 'transaction' });
     return { port: t.port, pid: t.pid!, stop: () => t.stop() };
   },
   pgbouncer: async (c) => {
@@ -50,6 +52,7 @@ const targets = arg('targets', 'relay,pgrouter,pgbouncer').split(',');
 const workloads = arg('workloads', 'select-simple,select-extended,select-prepared').split(',');
 const seconds = Number(arg('seconds', '8'));
 const rounds = Number(arg('rounds', '3'));
+for (const t of targets) if (!starters[t]) throw new Error(`unknown target ${t} (known: ${Object.keys(starters).join(', ')})`);
 
 const c = await startCluster({ pgbenchScale: 10, maxConnections: 1200 });
 const running = new Map<string, Running>();

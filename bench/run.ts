@@ -1,5 +1,6 @@
 // `npm run bench`: the side-by-side benchmark. Starts the rig (primary + replica, pgbench scale
-// 10), then direct, pgrouter, Pgpool-II and PgBouncer; runs each pgbench workload against every
+// 10), then direct, pgrouter (session pooling), pgrouter-txn (pool_mode = transaction), Pgpool-II
+// and PgBouncer; runs each pgbench workload against every
 // target in turn; measures added latency and idle-connection memory; prints the report and, with
 // --write, saves it to bench/RESULTS.md. Installs nothing: says what is missing and carries on.
 
@@ -21,7 +22,7 @@ import { startDirect } from './targets/direct.ts';
 import { startPgbouncer } from './targets/pgbouncer.ts';
 import { startPgpool } from './targets/pgpool.ts';
 import { startPgrouter } from './targets/pgrouter.ts';
-import type { Target, TargetName, TargetStarter } from './targets/target.ts';
+import { PGROUTER_TARGETS, TARGET_LABELS, type Target, type TargetName, type TargetStarter } from './targets/target.ts';
 
 const RESULTS = fileURLToPath(new URL('./RESULTS.md', import.meta.url));
 /** The raw numbers behind RESULTS.md. */
@@ -31,12 +32,16 @@ const MAX_CONNECTIONS = 1200;
 /** About this many transactions are logged per measured run (see the sampling-rate note in the report). */
 const LOGGED_TRANSACTIONS = 50_000;
 
-const STARTERS: Record<TargetName, TargetStarter> = {
-  direct: startDirect,
-  pgrouter: (c) => startPgrouter(c),
-  pgpool: startPgpool,
-  pgbouncer: startPgbouncer,
-};
+/** How each target starts; `pgrouterConf` (--pgrouter-conf) goes to both pgrouter targets. */
+function starters(pgrouterConf: Record<string, string>): Record<TargetName, TargetStarter> {
+  return {
+    direct: startDirect,
+    pgrouter: (c) => startPgrouter(c, { conf: pgrouterConf }),
+    'pgrouter-txn': (c) => startPgrouter(c, { conf: pgrouterConf, poolMode: 'transaction' }),
+    pgpool: startPgpool,
+    pgbouncer: startPgbouncer,
+  };
+}
 
 const say = (line: string): void => void process.stderr.write(`bench: ${line}\n`);
 const firstLines = (e: unknown, n = 8): string => (e instanceof Error ? e.message : String(e)).split('\n').slice(0, n).join('\n');
@@ -127,6 +132,7 @@ async function main(): Promise<number> {
     return 0;
   }
   const o = opts;
+  const STARTERS = starters(o.pgrouterConf);
   const t0 = Date.now();
   const wantThroughput = o.parts.includes('throughput');
   const pre = checkPrerequisites(wantThroughput ? o.targets : []);
@@ -262,9 +268,11 @@ async function main(): Promise<number> {
       }
       if (byName.get('pgbouncer') && cells.some((x) => x.target === 'pgbouncer' && x.workload.id === 'select-prepared' && x.result && !x.result.ok))
         notes.push('PgBouncer 1.18 in transaction mode has no support for protocol-level prepared statements (added in 1.21), so `-M prepared` fails against it: a statement prepared on one server connection is missing on another, or collides with one another client prepared.');
-      const readOnly = cells.filter((x) => x.target === 'pgrouter' && !x.workload.writes && x.replicaShare.length > 0);
-      if (readOnly.length > 0 && readOnly.every((x) => x.replicaShare.every((v) => v < 0.02)))
-        notes.push('pgrouter sent (almost) none of the read-only transactions to the replica in this run (replica share < 2%: see the raw table), so its load_balance_mode had no effect on these figures; Pgpool-II spread its read-only sessions across primary and replica.');
+      for (const name of PGROUTER_TARGETS) {
+        const readOnly = cells.filter((x) => x.target === name && !x.workload.writes && x.replicaShare.length > 0);
+        if (readOnly.length > 0 && readOnly.every((x) => x.replicaShare.every((v) => v < 0.02)))
+          notes.push(`${TARGET_LABELS[name]} sent (almost) none of the read-only transactions to the replica in this run (replica share < 2%: see the raw table), so its load_balance_mode had no effect on these figures; Pgpool-II spread its read-only sessions across primary and replica.`);
+      }
     }
 
     if (o.parts.includes('latency')) {
@@ -273,7 +281,7 @@ async function main(): Promise<number> {
       let own = false;
       try {
         if (!t) {
-          t = await startPgrouter(c);
+          t = await startPgrouter(c, { conf: o.pgrouterConf });
           own = true;
         }
         const r = await measureLatency(c, t.port, o.latencyQueries);
@@ -290,14 +298,20 @@ async function main(): Promise<number> {
     for (const t of running.splice(0)) await t.stop();
 
     if (o.parts.includes('idle-memory')) {
-      say(`idle-memory: ${o.idleSessions} authenticated sessions + ${o.idleTotal - o.idleSessions} queued connections...`);
-      try {
-        const r = await measureIdleMemory(c, o.idleSessions, o.idleTotal);
-        idle = idleMemoryMarkdown(r);
-        say(`idle-memory: base ${(r.baseKb / 1024).toFixed(1)} MB, after sessions ${(r.afterSessionsKb / 1024).toFixed(1)} MB, after all ${(r.afterAllKb / 1024).toFixed(1)} MB`);
-      } catch (e) {
-        idle = [`Not measured: ${firstLines(e)}`];
-        say(`idle-memory: failed: ${firstLines(e)}`);
+      idle = [];
+      // Session mode (each authenticated session holds a backend connection, the rest queue), then
+      // transaction mode (every connection an authenticated session, sharing a few backends).
+      for (const mode of ['session', 'transaction'] as const) {
+        const sessions = mode === 'session' ? o.idleSessions : o.idleTotal;
+        say(`idle-memory (${mode}): ${sessions} authenticated sessions + ${o.idleTotal - sessions} queued connections...`);
+        try {
+          const r = await measureIdleMemory(c, sessions, o.idleTotal, mode);
+          idle.push(...(mode === 'transaction' ? ['', '`pool_mode = transaction`:', ''] : []), ...idleMemoryMarkdown(r));
+          say(`idle-memory (${mode}): base ${(r.baseKb / 1024).toFixed(1)} MB, after sessions ${(r.afterSessionsKb / 1024).toFixed(1)} MB, after all ${(r.afterAllKb / 1024).toFixed(1)} MB`);
+        } catch (e) {
+          idle.push(`Not measured (${mode}): ${firstLines(e)}`);
+          say(`idle-memory (${mode}): failed: ${firstLines(e)}`);
+        }
       }
     }
 
@@ -322,7 +336,7 @@ async function main(): Promise<number> {
     process.stdout.write(`${report}\n`);
     if (o.write) {
       await writeFile(RESULTS, `${report}\n${await keptSections()}`);
-      await writeFile(RESULTS_JSON, `${JSON.stringify({ date: new Date(t0).toISOString(), argv, options: o, machine: info, versions: vers, cells: cells.map((x) => ({ ...x, workload: x.workload.id })), latency, idle }, null, 1)}\n`);
+      await writeFile(RESULTS_JSON, `${JSON.stringify({ date: new Date(t0).toISOString(), argv, options: o, machine: info, versions: vers, targets: allTargets.map((t) => ({ name: t.name, label: TARGET_LABELS[t.name], port: t.port, summary: t.summary, command: t.command, files: t.files })), cells: cells.map((x) => ({ ...x, workload: x.workload.id })), latency, idle }, null, 1)}\n`);
       say(`wrote ${RESULTS} and ${RESULTS_JSON}`);
     }
     return 0;

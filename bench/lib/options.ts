@@ -1,6 +1,7 @@
 // Command-line flags of `npm run bench`: which targets, workloads and parts to run, for how
 // long, and whether to rewrite bench/RESULTS.md.
 
+import { parsePgrouterConf } from '../targets/pgrouter.ts';
 import { TARGET_NAMES, type TargetName } from '../targets/target.ts';
 import { WORKLOADS } from './workloads.ts';
 
@@ -22,10 +23,13 @@ export interface BenchOptions {
   /** idle-memory: authenticated sessions (each holds a backend connection) and total connections. */
   idleSessions: number;
   idleTotal: number;
+  /** pgpool.conf lines (--pgrouter-conf) given to both pgrouter targets and the latency part's pgrouter. */
+  pgrouterConf: Record<string, string>;
 }
 
 export const USAGE = `usage: npm run bench -- [flags]
   --only T1,T2          targets (default: ${TARGET_NAMES.join(',')}; direct is always run when a ratio is wanted)
+                        pgrouter = session pooling (pool_mode default), pgrouter-txn = pool_mode 'transaction'
   --workloads W1,W2     workloads (default: all: ${WORKLOADS.map((w) => w.id).join(',')})
   --seconds N           measured seconds per workload and target (default 15)
   --warmup N            warm-up seconds before each measurement (default 3)
@@ -36,6 +40,9 @@ export const USAGE = `usage: npm run bench -- [flags]
   --latency-queries N   SELECT 1 round trips per path for the latency part (default 20000)
   --idle-sessions N     authenticated idle sessions for idle-memory (default 1000)
   --idle-total N        total idle client connections for idle-memory (default 5000)
+  --pgrouter-conf K=V,… pgpool.conf lines for both pgrouter targets (and the latency part's pgrouter),
+                        e.g. transaction_pool_size=8,load_balance_mode=off; repeatable; not pool_mode,
+                        port, listen_addresses, unix_socket_directories, pool_passwd, backend_hostname/port
   --write               rewrite bench/RESULTS.md and bench/results.json (default: print only)
   --help`;
 
@@ -65,6 +72,7 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
     latencyQueries: 20_000,
     idleSessions: 1000,
     idleTotal: 5000,
+    pgrouterConf: {},
   };
   for (let i = 0; i < argv.length; i++) {
     const raw = argv[i]!;
@@ -109,6 +117,12 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
       case '--idle-total':
         o.idleTotal = positive(flag, value());
         break;
+      case '--pgrouter-conf': {
+        const v = value();
+        if (v === undefined || v.trim() === '') throw new Error(`${flag} needs key=value[,key=value…]`);
+        parsePgrouterConf(v, o.pgrouterConf);
+        break;
+      }
       case '--write':
         o.write = true;
         break;

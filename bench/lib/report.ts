@@ -1,7 +1,8 @@
 // Renders a benchmark run as Markdown: the summary table, the full workload × target table,
-// the issue-6 targets, the machine and versions, the exact commands and configurations.
+// the issue-6 targets (for each pgrouter target: session and transaction pooling), the machine
+// and versions, the exact commands and configurations.
 
-import type { Target, TargetName } from '../targets/target.ts';
+import { PGROUTER_TARGETS, TARGET_LABELS, type Target, type TargetName } from '../targets/target.ts';
 import type { MachineInfo } from './machine.ts';
 import type { BenchOptions } from './options.ts';
 import type { PgbenchResult } from './pgbench.ts';
@@ -72,7 +73,9 @@ function find(cells: readonly Cell[], w: string, t: TargetName): Cell | undefine
   return cells.find((c) => c.workload.id === w && c.target === t);
 }
 
-/** issue 6's per-workload goals for pgrouter (ratio to direct). */
+const label = (t: TargetName): string => TARGET_LABELS[t];
+
+/** issue 6's per-workload goals for pgrouter (ratio to direct), applied to each pgrouter target. */
 const GOALS: Record<string, number> = {
   'select-simple': 0.85,
   'select-extended': 0.85,
@@ -82,30 +85,31 @@ const GOALS: Record<string, number> = {
   'select-200': 0.8,
 };
 
-function goalsTable(r: RunReport, workloads: readonly Workload[]): string[] {
+function goalsTable(r: RunReport, workloads: readonly Workload[], pgrouters: readonly TargetName[]): string[] {
   const out = [
-    '| workload | pgrouter × direct | goal | vs PgBouncer | vs Pgpool-II (goal ≥ 2x) | met? |',
-    '|---|---:|---:|---:|---:|---|',
+    '| workload | pgrouter pool_mode | × direct | goal | vs PgBouncer | vs Pgpool-II (goal ≥ 2x) | met? |',
+    '|---|---|---:|---:|---:|---:|---|',
   ];
-  for (const w of workloads) {
-    const d = find(r.cells, w.id, 'direct');
-    const p = find(r.cells, w.id, 'pgrouter');
-    const rr = ratio(p, d);
-    const pgb = find(r.cells, w.id, 'pgbouncer');
-    const pgp = find(r.cells, w.id, 'pgpool');
-    const pt = p?.result?.ok ? p.result.tps : undefined;
-    const vsB = pt !== undefined && pgb?.result?.ok && pgb.result.tps ? pt / pgb.result.tps : undefined;
-    const vsP = pt !== undefined && pgp?.result?.ok && pgp.result.tps ? pt / pgp.result.tps : undefined;
-    const goal = GOALS[w.id];
-    const misses: string[] = [];
-    if (rr === undefined) misses.push('no pgrouter result');
-    else if (goal !== undefined && rr < goal) misses.push(`${fmt(goal - rr, 2)}x short of ${goal}x`);
-    if (vsB !== undefined && vsB <= 1) misses.push(`${fmt((1 - vsB) * 100, 0)}% behind PgBouncer`);
-    if (vsP !== undefined && vsP < 2) misses.push(`only ${fmt(vsP, 2)}x Pgpool-II`);
-    if (w.id === 'select-200' && p?.result && ((p.result.failed ?? 0) > 0 || p.result.abortedClients > 0)) misses.push('failures');
-    const bText = vsB !== undefined ? `${fmt(vsB, 2)}x` : pgb?.result && !pgb.result.ok ? 'PgBouncer failed' : '—';
-    out.push(`| ${w.id} | ${fmt(rr, 2)} | ${goal ?? '—'} | ${bText} | ${vsP !== undefined ? `${fmt(vsP, 2)}x` : '—'} | ${misses.length ? `no: ${misses.join('; ')}` : 'yes'} |`);
-  }
+  for (const w of workloads)
+    for (const name of pgrouters) {
+      const d = find(r.cells, w.id, 'direct');
+      const p = find(r.cells, w.id, name);
+      const rr = ratio(p, d);
+      const pgb = find(r.cells, w.id, 'pgbouncer');
+      const pgp = find(r.cells, w.id, 'pgpool');
+      const pt = p?.result?.ok ? p.result.tps : undefined;
+      const vsB = pt !== undefined && pgb?.result?.ok && pgb.result.tps ? pt / pgb.result.tps : undefined;
+      const vsP = pt !== undefined && pgp?.result?.ok && pgp.result.tps ? pt / pgp.result.tps : undefined;
+      const goal = GOALS[w.id];
+      const misses: string[] = [];
+      if (rr === undefined) misses.push(p?.result && !p.result.ok ? 'failed' : 'no result');
+      else if (goal !== undefined && rr < goal) misses.push(`${fmt(goal - rr, 2)}x short of ${goal}x`);
+      if (vsB !== undefined && vsB <= 1) misses.push(`${fmt((1 - vsB) * 100, 0)}% behind PgBouncer`);
+      if (vsP !== undefined && vsP < 2) misses.push(`only ${fmt(vsP, 2)}x Pgpool-II`);
+      if (w.id === 'select-200' && p?.result && ((p.result.failed ?? 0) > 0 || p.result.abortedClients > 0)) misses.push('failures');
+      const bText = vsB !== undefined ? `${fmt(vsB, 2)}x` : pgb?.result && !pgb.result.ok ? 'PgBouncer failed' : '—';
+      out.push(`| ${w.id} | ${name === 'pgrouter-txn' ? 'transaction (`pgrouter-txn`)' : 'session (`pgrouter`)'} | ${fmt(rr, 2)} | ${goal ?? '—'} | ${bText} | ${vsP !== undefined ? `${fmt(vsP, 2)}x` : '—'} | ${misses.length ? `no: ${misses.join('; ')}` : 'yes'} |`);
+    }
   return out;
 }
 
@@ -118,11 +122,19 @@ export function renderReport(r: RunReport): string {
   L.push('# pgrouter benchmark results', '');
   L.push(
     `Recorded ${r.date.toISOString().replace(/\.\d+Z$/, 'Z')} by \`npm run bench${r.argv.length ? ` -- ${r.argv.join(' ')}` : ''}\` ` +
-      `(${Math.round(r.durationS / 60)} min). Each workload ran against ${targetNames.join(', ')} in turn, ` +
+      `(${Math.round(r.durationS / 60)} min). Each workload ran against ${targetNames.map(label).join(', ')} in turn, ` +
       `${o.warmup} s warm-up then ${o.seconds} s measured per target${o.rounds > 1 ? `, ${o.rounds} rounds interleaved in time (the fastest round of each target is shown: interference only slows a run down; all rounds are in the raw table)` : ''}. ` +
       'Rig: PostgreSQL primary + streaming replica on loopback (`rig/cluster.ts`), pgbench scale 10, fsync off.',
     '',
   );
+  const overrides = Object.entries(o.pgrouterConf ?? {});
+  if (overrides.length > 0)
+    L.push(
+      `pgrouter configuration overrides (\`--pgrouter-conf\`), applied to ${PGROUTER_TARGETS.filter((t) => targetNames.includes(t)).map((t) => `\`${t}\``).join(' and ') || 'the pgrouter targets'}` +
+        `${o.parts.includes('latency') ? ' and to the latency part\'s pgrouter' : ''}${o.parts.includes('idle-memory') ? ' (not to the idle-memory part, which configures its own pgrouter)' : ''}: ` +
+        `${overrides.map(([k, v]) => `\`${k} = ${v}\``).join(', ')}. Each target's full pgpool.conf is under "Exact commands".`,
+      '',
+    );
   L.push('## Machine', '');
   L.push(`- ${r.machine.cores} cores (nproc), ${r.machine.cpu}; memory ${r.machine.memory}; ${r.machine.kernel}`);
   L.push(`- load average (1/5/15 min) at start ${r.loadStart}, at end ${r.loadEnd}. ${r.foreign}`);
@@ -138,12 +150,12 @@ export function renderReport(r: RunReport): string {
   L.push('');
   if (Object.keys(r.unavailable).length > 0) {
     L.push('## Targets that did not run', '');
-    for (const [k, v] of Object.entries(r.unavailable)) L.push(`- **${k}**: ${v.split('\n').slice(0, 6).join(' / ')}`);
+    for (const [k, v] of Object.entries(r.unavailable)) L.push(`- **${label(k as TargetName)}**: ${v.split('\n').slice(0, 6).join(' / ')}`);
     L.push('');
   }
   if (r.cells.length > 0) {
     L.push('## Summary: TPS (ratio to direct)', '');
-    L.push(`| workload | ${targetNames.join(' | ')} |`, `|---|${targetNames.map(() => '---:').join('|')}|`);
+    L.push(`| workload | ${targetNames.map(label).join(' | ')} |`, `|---|${targetNames.map(() => '---:').join('|')}|`);
     for (const w of workloads) {
       const d = find(r.cells, w.id, 'direct');
       const row = targetNames.map((t) => {
@@ -165,19 +177,19 @@ export function renderReport(r: RunReport): string {
         const c = find(r.cells, w.id, t);
         if (!c) continue;
         if (!c.result) {
-          L.push(`| ${w.id} | ${t} | n/a | | | | | |`);
+          L.push(`| ${w.id} | ${label(t)} | n/a | | | | | |`);
           continue;
         }
         const res = c.result;
         // A failed run's latencies describe only the part before clients aborted: shown in the raw table only.
-        L.push(`| ${w.id} | ${t} | ${res.ok ? tpsText(res.tps) : `failed (${tpsText(res.tps)} before aborting)`} | ${res.ok ? fmt(res.meanMs, 3) : '—'} | ${res.ok ? fmt(res.p99Ms, 3) : '—'} | ${failedText(res)} | ${fmt(ratio(c, d), 2)} | ${c.replicaShare[c.chosen] !== undefined ? `${fmt(c.replicaShare[c.chosen]! * 100, 0)}%` : '—'} |`);
+        L.push(`| ${w.id} | ${label(t)} | ${res.ok ? tpsText(res.tps) : `failed (${tpsText(res.tps)} before aborting)`} | ${res.ok ? fmt(res.meanMs, 3) : '—'} | ${res.ok ? fmt(res.p99Ms, 3) : '—'} | ${failedText(res)} | ${fmt(ratio(c, d), 2)} | ${c.replicaShare[c.chosen] !== undefined ? `${fmt(c.replicaShare[c.chosen]! * 100, 0)}%` : '—'} |`);
       }
     }
     L.push('');
     const failures = r.cells.filter((c) => c.result && !c.result.ok);
     if (failures.length > 0) {
       L.push('Failed runs:', '');
-      for (const c of failures) L.push(`- ${c.workload.id} × ${c.target}: ${c.result!.errors.join(' / ') || c.result!.outputTail || `exit ${c.result!.exitCode}`}`);
+      for (const c of failures) L.push(`- ${c.workload.id} × ${label(c.target)}: ${c.result!.errors.join(' / ') || c.result!.outputTail || `exit ${c.result!.exitCode}`}`);
       L.push('');
     }
     L.push('Workloads:', '');
@@ -201,9 +213,11 @@ export function renderReport(r: RunReport): string {
       for (const n of r.notes) L.push(`- ${n}`);
       L.push('');
     }
-    if (targetNames.includes('pgrouter') && targetNames.includes('direct')) {
+    const pgrouters = PGROUTER_TARGETS.filter((t) => targetNames.includes(t));
+    if (pgrouters.length > 0 && targetNames.includes('direct')) {
       L.push('## pgrouter against the issue-6 targets', '');
-      L.push(...goalsTable(r, workloads), '');
+      if (pgrouters.length > 1) L.push('Each goal is checked for both pgrouter targets: session pooling (`pgrouter`) and transaction pooling (`pgrouter-txn`).', '');
+      L.push(...goalsTable(r, workloads, pgrouters), '');
     }
   }
   if (r.latency) L.push('## Added latency at one client', '', ...r.latency, '');
@@ -219,7 +233,7 @@ export function renderReport(r: RunReport): string {
     for (const w of workloads) L.push(r.commands.get(w.id) ?? '');
     L.push('```', '');
     for (const t of r.targets) {
-      L.push(`### ${t.name} (port ${t.port})`, '', t.summary, '');
+      L.push(`### ${label(t.name) === t.name ? t.name : `${label(t.name)}: \`${t.name}\``} (port ${t.port})`, '', t.summary, '');
       if (t.command) L.push('```', t.command, '```', '');
       for (const f of t.files) L.push(`\`${f.name}\`:`, '', '```', f.text.trimEnd(), '```', '');
     }
@@ -235,7 +249,7 @@ export function renderReport(r: RunReport): string {
     L.push('| workload | target | round | TPS | mean ms | p50 ms | p99 ms | latency samples | sampling rate | transactions | replica share | pgbench CPU (cores) | other CPU (cores) | load (1 min) after |', '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const c of r.cells)
       c.rounds.forEach((x, i) =>
-        L.push(`| ${c.workload.id} | ${c.target} | ${i + 1}${r.options.rounds > 1 && i === c.chosen ? ' (shown)' : ''} | ${x.ok ? tpsText(x.tps) : `failed (${tpsText(x.tps)})`} | ${fmt(x.meanMs, 3)} | ${fmt(x.p50Ms, 3)} | ${fmt(x.p99Ms, 3)} | ${x.samples} | ${x.samplingRate.toPrecision(3)} | ${x.processed ?? '—'} | ${c.replicaShare[i] !== undefined ? `${fmt(c.replicaShare[i]! * 100, 0)}%` : '—'} | ${fmt(c.pgbenchCores?.[i], 2)} | ${fmt(c.foreign[i], 2)} | ${c.loads[i] ?? ''} |`),
+        L.push(`| ${c.workload.id} | ${label(c.target)} | ${i + 1}${r.options.rounds > 1 && i === c.chosen ? ' (shown)' : ''} | ${x.ok ? tpsText(x.tps) : `failed (${tpsText(x.tps)})`} | ${fmt(x.meanMs, 3)} | ${fmt(x.p50Ms, 3)} | ${fmt(x.p99Ms, 3)} | ${x.samples} | ${x.samplingRate.toPrecision(3)} | ${x.processed ?? '—'} | ${c.replicaShare[i] !== undefined ? `${fmt(c.replicaShare[i]! * 100, 0)}%` : '—'} | ${fmt(c.pgbenchCores?.[i], 2)} | ${fmt(c.foreign[i], 2)} | ${c.loads[i] ?? ''} |`),
       );
     L.push('');
   }

@@ -1,11 +1,24 @@
-// What the harness needs from a benchmark target (direct PostgreSQL, pgrouter, Pgpool-II,
-// PgBouncer): where to connect, how it was configured, how to stop it.
+// What the harness needs from a benchmark target (direct PostgreSQL, pgrouter in session and in
+// transaction pooling mode, Pgpool-II, PgBouncer): where to connect, how it was configured, how
+// to stop it.
 
 import type { Cluster } from '../../rig/cluster.ts';
 
 /** Targets, in the order every workload runs them. */
-export const TARGET_NAMES = ['direct', 'pgrouter', 'pgpool', 'pgbouncer'] as const;
+export const TARGET_NAMES = ['direct', 'pgrouter', 'pgrouter-txn', 'pgpool', 'pgbouncer'] as const;
 export type TargetName = (typeof TARGET_NAMES)[number];
+
+/** The pgrouter targets: `pgrouter` (pool_mode session, the default) and `pgrouter-txn` (pool_mode transaction). */
+export const PGROUTER_TARGETS = ['pgrouter', 'pgrouter-txn'] as const satisfies readonly TargetName[];
+
+/** How the report names each target (the `--only` name where that is clear enough). */
+export const TARGET_LABELS: Record<TargetName, string> = {
+  direct: 'direct',
+  pgrouter: 'pgrouter',
+  'pgrouter-txn': 'pgrouter (transaction pooling)',
+  pgpool: 'pgpool',
+  pgbouncer: 'pgbouncer',
+};
 
 /** A configuration file as recorded in RESULTS.md (secrets already redacted). */
 export interface RecordedFile {
