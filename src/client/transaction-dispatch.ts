@@ -276,7 +276,7 @@ export class TransactionDispatcher implements LaneClient {
       if (lane) lane.write(r.frames[0]!);
       return true;
     }
-    if (this.openBatch) return this.send(this.held!, r, true);
+    if (this.openBatch) return this.send(this.held!, r, true, (r.plan ??= this.plan(r)));
     if (r.end === 'query') {
       const sql = r.frames[0]!.toString('utf8', 5, r.frames[0]!.length - 1);
       if (this.host.admin && ADMIN_COMMAND.test(sql)) {
@@ -479,7 +479,8 @@ export class TransactionDispatcher implements LaneClient {
     }
     const prefix = answered > 0 ? Buffer.concat(new Array<Buffer>(answered).fill(PARSE_COMPLETE)) : null;
     if (continuing) {
-      if (prefix) this.host.writeClient(prefix);
+      // The rest of a batch after a Flush: its replies belong to the request already in flight.
+      if (strip > 0) lane.stripMore(strip);
       for (const b of out) lane.write(b);
       return true;
     }

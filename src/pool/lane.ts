@@ -123,6 +123,14 @@ export class Lane implements ReplySink {
     this.put(bytes);
   }
 
+  /**
+   * More ParseComplete/CloseComplete replies to drop for the request last written (the rest of
+   * a batch after a Flush, on a held lane: the client has read the replies before it).
+   */
+  stripMore(n: number): void {
+    if (this.inFlight > 0) this.fifo[this.fifo.length - 1]!.strip += n;
+  }
+
   /** A reply made by pgrouter, delivered after the client's replies still in flight here. */
   local(client: LaneClient, reply: Buffer): void {
     this.push({ client, strip: 0, prefix: null, local: reply, registered: null, failed: false, sentAt: 0 });

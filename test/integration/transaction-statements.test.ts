@@ -10,6 +10,7 @@ import pg from 'pg';
 import { startNode, stopNode, waitForStreaming, type Cluster } from '../../rig/cluster.ts';
 import { getCluster } from '../harness/cluster.ts';
 import { freePort } from '../../rig/system.ts';
+import { frame, queryMessage, rawLogin, type RawConn } from './raw-client.ts';
 import { startProxy, type ProxyHandle } from '../harness/proxy.ts';
 
 let c: Cluster;
@@ -104,5 +105,45 @@ test('the replica dies under 8 clients reading through shared lanes: in-flight r
       await startNode(c, c.replica);
       await waitForStreaming(c);
     }
+  }
+});
+
+test('a statement parsed on the replica, bound in the rest of a Flush-ended batch inside a transaction on the primary: the Parse pgrouter adds is invisible', async () => {
+  // Reads go to the replica (primary weight 0); the transaction runs on the primary.
+  const rp = await startProxy(c, { conf: { pool_mode: 'transaction', load_balance_mode: 'on', backend_weight0: 0, backend_weight1: 1 } });
+  const u = c.users.md5;
+  const { conn } = await rawLogin(rp.port, u.name, c.database, u.password);
+  const cstr = (...p: string[]): string => p.map((x) => `${x}\0`).join('');
+  const parse = (name: string, sql: string): Buffer => frame('P', `${cstr(name, sql)}\0\0`);
+  const bind = (name: string): Buffer => frame('B', `${cstr('', name)}\0\0\0\0\0\0`);
+  const execute = frame('E', `${cstr('')}\0\0\0\0`);
+  const types = async (c2: RawConn, until: string): Promise<string> => {
+    let out = '';
+    for (;;) {
+      const m = await c2.readMessage(10_000);
+      assert.ok(m, `reply ended early after "${out}"`);
+      out += m.type;
+      if (m.type === until) return out;
+    }
+  };
+  try {
+    conn.write(Buffer.concat([parse('s1', 'SELECT inet_server_port()'), frame('S')]));
+    assert.equal(await types(conn, 'Z'), '1Z');
+    conn.write(Buffer.concat([bind('s1'), execute, frame('S')]));
+    const onReplica = await types(conn, 'Z');
+    assert.equal(onReplica, '2DCZ');
+    conn.write(queryMessage('BEGIN'));
+    assert.equal(await types(conn, 'Z'), 'CZ');
+    // First part of the batch, ended by Flush: a new statement, answered at once.
+    conn.write(Buffer.concat([parse('s2', 'SELECT 2'), frame('H')]));
+    assert.equal(await types(conn, '1'), '1');
+    // The rest: s1 was never parsed on the primary's lane; pgrouter parses it there first.
+    conn.write(Buffer.concat([bind('s1'), execute, bind('s2'), execute, frame('S')]));
+    assert.equal(await types(conn, 'Z'), '2DC2DCZ');
+    conn.write(queryMessage('COMMIT'));
+    assert.equal(await types(conn, 'Z'), 'CZ');
+  } finally {
+    conn.destroy();
+    await rp.stop('SIGKILL');
   }
 });
