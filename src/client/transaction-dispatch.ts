@@ -10,7 +10,7 @@ import * as w from '../protocol/writer.ts';
 import { closeStatement, parseKey, parseText, PARSE_COMPLETE, parseMessage, statementName, withStatementName } from '../protocol/statement-names.ts';
 import { sendCancel } from '../backend/connection.ts';
 import { describeNode } from '../backend/node.ts';
-import { isUsable } from '../pool/cluster.ts';
+import { isUsable, type ClusterNode } from '../pool/cluster.ts';
 import type { Lane, LaneClient } from '../pool/lane.ts';
 import type { LaneGroup } from '../pool/lane-group.ts';
 import type { TransactionPool } from '../pool/transaction-pool.ts';
@@ -50,6 +50,8 @@ interface ClientStatement {
   readonly key: string;
   readonly c: Classification;
   readonly sql: string;
+  /** statementMode(c, sql), decided once at its Parse. */
+  readonly mode: Mode;
 }
 
 /** One request: complete client messages (copies once the request has to wait). */
@@ -122,9 +124,16 @@ export class TransactionDispatcher implements LaneClient {
     this.catalog = catalogCache.view(this.facts, () => null);
   }
 
+  /** The session's group on each node, kept while the cluster view still has that node object. */
+  private readonly groups = new Map<number, { node: ClusterNode; group: LaneGroup }>();
+
   private groupOf(nodeId: number): LaneGroup {
     const node = this.host.cluster().node(nodeId)!;
-    return this.host.lanes.group(node, this.host.user, this.host.database, this.host.params, this.host.credentials);
+    const known = this.groups.get(nodeId);
+    if (known !== undefined && known.node === node) return known.group;
+    const group = this.host.lanes.group(node, this.host.user, this.host.database, this.host.params, this.host.credentials);
+    this.groups.set(nodeId, { node, group });
+    return group;
   }
 
   private get primaryId(): number {
@@ -349,9 +358,9 @@ export class TransactionDispatcher implements LaneClient {
     if (r.end === 'flush' || r.end === 'call') mode = Mode.Exclusive;
     const kinds: Array<Classification['kind']> = [];
     let category = 'write';
-    const consider = (c: Classification, sql: string): void => {
+    const consider = (c: Classification, sql: string, known?: Mode): void => {
       kinds.push(c.kind);
-      const m = statementMode(c, sql);
+      const m = known ?? statementMode(c, sql);
       if (m > mode) mode = m;
       if (c.target !== 'either') {
         primary = true;
@@ -382,13 +391,14 @@ export class TransactionDispatcher implements LaneClient {
           continue;
         }
         const c = classify(sql);
-        if (span.name !== '') this.statements.set(span.name, { key: parseKey(f, 0, f.length, span), c, sql });
-        consider(c, sql);
+        const m = statementMode(c, sql);
+        if (span.name !== '') this.statements.set(span.name, { key: parseKey(f, 0, f.length, span), c, sql, mode: m });
+        consider(c, sql, m);
       } else if (type === Frontend.Bind || type === Frontend.Describe) {
         const span = statementName(f, 0, f.length);
         if (span === null || span.name === '') continue;
         const st = this.statements.get(span.name);
-        if (st) consider(st.c, st.sql);
+        if (st) consider(st.c, st.sql, st.mode);
         else primary = true;
       }
     }
@@ -406,9 +416,8 @@ export class TransactionDispatcher implements LaneClient {
   private balanceNode(s: RouteSettings): number {
     const primary = this.primaryId;
     if (!s.loadBalance) return primary;
-    const view = this.host.cluster();
-    const candidates = view.nodes.filter((n) => isUsable(n) && (n.id === primary || lagOverThreshold(n.lag, s) === 0));
-    return weightedChoice(candidates)?.id ?? primary;
+    const ok = (n: ClusterNode): boolean => isUsable(n) && (n.id === primary || lagOverThreshold(n.lag, s) === 0);
+    return weightedChoice(this.host.cluster().nodes, Math.random, ok)?.id ?? primary;
   }
 
   /** Writes a request to `lane`, renaming the client's prepared statements to the lane's. */

@@ -222,17 +222,27 @@ export function primaryReason(
 }
 
 /** Weighted random choice among `candidates` (weight > 0); undefined if none has weight. */
-export function weightedChoice<T extends { weight: number }>(candidates: readonly T[], random = Math.random): T | undefined {
+export function weightedChoice<T extends { weight: number }>(
+  candidates: readonly T[],
+  random = Math.random,
+  /** Only candidates it accepts count (saves building a filtered list on a hot path). */
+  accept: (c: T) => boolean = () => true,
+): T | undefined {
   let total = 0;
-  for (const c of candidates) if (c.weight > 0) total += c.weight;
+  let last: T | undefined;
+  for (const c of candidates)
+    if (c.weight > 0 && accept(c)) {
+      total += c.weight;
+      last = c;
+    }
   if (total <= 0) return undefined;
   let r = random() * total;
   for (const c of candidates) {
-    if (c.weight <= 0) continue;
+    if (c.weight <= 0 || !accept(c)) continue;
     r -= c.weight;
     if (r < 0) return c;
   }
-  return candidates.filter((c) => c.weight > 0).at(-1);
+  return last;
 }
 
 /** One entry of a *_redirect_preference_list: `pattern:target(ratio)`. */
