@@ -13,7 +13,6 @@ import type { NodeStats } from '../pool/node-stats.ts';
 import type { AdminSessionInfo } from './context.ts';
 import { classify } from '../router/classify.ts';
 import {
-  applyRedirect,
   bareName,
   callsWriteFunction,
   isWriteFunction,
@@ -21,6 +20,7 @@ import {
   lagOverThreshold,
   NEEDS_CATALOG_LOOKUP,
   primaryReason,
+  sessionLoadBalanceNode,
   weightedChoice,
   type CatalogView,
   type RouteSettings,
@@ -167,20 +167,12 @@ export class Dispatcher {
 
   /** Weighted choice among the configured nodes (the primary included), as Pgpool-II does at session start. */
   private chooseLbNode(): number {
-    const s = this.host.routeSettings();
-    if (!s.loadBalance) return this.primaryId;
     const nodes = this.host.cluster().nodes.filter((n) => isUsable(n));
-    // Redirect lists first (application_name from the startup packet, then database, then user).
-    const app = this.host.params.get('application_name') ?? '';
-    for (const [list, value] of [
-      [s.redirects.appName, app],
-      [s.redirects.database, this.host.database],
-      [s.redirects.user, this.host.user],
-    ] as const) {
-      const rule = list.find((r) => r.pattern.test(value));
-      if (rule) return applyRedirect(rule, nodes, this.primaryId) ?? this.primaryId;
-    }
-    return weightedChoice(nodes)?.id ?? this.primaryId;
+    return sessionLoadBalanceNode(this.host.routeSettings(), nodes, this.primaryId, {
+      applicationName: this.host.params.get('application_name') ?? '',
+      database: this.host.database,
+      user: this.host.user,
+    });
   }
 
   /** True while `conn` runs something for the client: owed replies, or a Flush-ended batch not yet synced. */

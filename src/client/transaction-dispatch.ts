@@ -17,7 +17,7 @@ import type { TransactionPool } from '../pool/transaction-pool.ts';
 import type { DispatchHost } from './dispatch.ts';
 import { classify } from '../router/classify.ts';
 import type { Classification } from '../router/statement.ts';
-import { lagOverThreshold, NEEDS_CATALOG_LOOKUP, primaryReason, weightedChoice, type RouteSettings } from '../router/route.ts';
+import { lagOverThreshold, NEEDS_CATALOG_LOOKUP, primaryReason, sessionLoadBalanceNode, weightedChoice, type RouteSettings } from '../router/route.ts';
 import { catalogCache, freshFacts, mayChangeCatalogFacts, type DatabaseFacts } from '../router/catalog-cache.ts';
 import { laneRows } from '../pool/lane-query.ts';
 import { reasonCategory } from '../router/reason-category.ts';
@@ -117,8 +117,17 @@ export class TransactionDispatcher implements LaneClient {
   private lookingUp = false;
   private readPaused = false;
 
+  /** The session's load-balance node (statement_level_load_balance off: chosen once, as Pgpool-II does). */
+  private readonly lbNodeId: number;
+
   constructor(private readonly host: TransactionHost) {
     const s = host.routeSettings();
+    const view = host.cluster();
+    this.lbNodeId = sessionLoadBalanceNode(s, view.nodes.filter((n) => isUsable(n)), view.primary?.id ?? 0, {
+      applicationName: host.params.get('application_name') ?? '',
+      database: host.database,
+      user: host.user,
+    });
     catalogCache.configure(s.relcacheSize, s.relcacheExpire);
     this.facts = catalogCache.database(host.database);
     this.catalog = catalogCache.view(this.facts, () => null);
@@ -289,7 +298,7 @@ export class TransactionDispatcher implements LaneClient {
     if (r.end === 'query') {
       const sql = r.frames[0]!.toString('utf8', 5, r.frames[0]!.length - 1);
       if (this.host.admin && ADMIN_COMMAND.test(sql)) {
-        const reply = this.host.admin(sql, { user: this.host.user, database: this.host.database, loadBalanceNode: this.primaryId });
+        const reply = this.host.admin(sql, { user: this.host.user, database: this.host.database, loadBalanceNode: this.lbNodeId });
         if (reply !== undefined) {
           const full = Buffer.concat([reply, w.readyForQuery(this.held?.status ?? TxStatus.Idle)]);
           const lane = this.held ?? this.lane;
@@ -412,11 +421,18 @@ export class TransactionDispatcher implements LaneClient {
     return { node, mode };
   }
 
-  /** A node for a read: by weight among the usable nodes whose lag is under the thresholds. */
+  /**
+   * A node for a read: the session's load-balance node, or with statement_level_load_balance a
+   * weighted choice for each statement; a node that is down or over the lag thresholds is skipped.
+   */
   private balanceNode(s: RouteSettings): number {
     const primary = this.primaryId;
     if (!s.loadBalance) return primary;
     const ok = (n: ClusterNode): boolean => isUsable(n) && (n.id === primary || lagOverThreshold(n.lag, s) === 0);
+    if (!s.statementLevel) {
+      const n = this.host.cluster().node(this.lbNodeId);
+      return n !== undefined && ok(n) ? n.id : primary;
+    }
     return weightedChoice(this.host.cluster().nodes, Math.random, ok)?.id ?? primary;
   }
 

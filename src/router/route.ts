@@ -292,3 +292,26 @@ export function applyRedirect<T extends { id: number; weight: number }>(
   if (nodes.some((n) => n.id === id) && random() < rule.ratio) return id;
   return weightedChoice(nodes.filter((n) => n.id !== id), random)?.id;
 }
+
+/**
+ * The load-balance node of a session, chosen once at its start as Pgpool-II does: the first
+ * matching redirect rule (application_name, then database, then user), else a weighted choice
+ * among `nodes` (the usable ones, the primary included). The primary when balancing is off.
+ */
+export function sessionLoadBalanceNode<T extends { id: number; weight: number }>(
+  s: RouteSettings,
+  nodes: readonly T[],
+  primaryId: number,
+  who: { readonly applicationName: string; readonly database: string; readonly user: string },
+): number {
+  if (!s.loadBalance) return primaryId;
+  for (const [list, value] of [
+    [s.redirects.appName, who.applicationName],
+    [s.redirects.database, who.database],
+    [s.redirects.user, who.user],
+  ] as const) {
+    const rule = list.find((r) => r.pattern.test(value));
+    if (rule) return applyRedirect(rule, nodes, primaryId) ?? primaryId;
+  }
+  return weightedChoice(nodes)?.id ?? primaryId;
+}

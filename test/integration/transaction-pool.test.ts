@@ -328,16 +328,25 @@ describe('pgbench TPC-B', () => {
 
 // ---------------------------------------------------------------------------------------------
 describe('routing and sharing', () => {
-  test('reads are balanced per statement: 40 separate clients and 40 statements of one client both reach both nodes', async () => {
+  test('reads are balanced as in Pgpool-II: each session keeps its node; with statement_level_load_balance each statement is chosen', async () => {
     const cls = await connectMany(tx, 40);
+    const lvl = await startProxy(c, { conf: { ...BASE, statement_level_load_balance: 'on' } });
+    const one = await connect(lvl);
     try {
       const ports = await Promise.all(cls.map(async (cl) => (await row<{ port: number }>(cl, 'SELECT inet_server_port() AS port')).port));
       assert.deepEqual(new Set(ports), new Set([c.primary.port, c.replica.port]), `ports: ${ports.join(',')}`);
+      // statement_level_load_balance off (the default): a session's reads stay on its node.
+      for (const [i, cl] of cls.slice(0, 5).entries()) {
+        const again: number[] = [];
+        for (let k = 0; k < 10; k++) again.push((await row<{ port: number }>(cl, 'SELECT inet_server_port() AS port')).port);
+        assert.deepEqual(new Set(again), new Set([ports[i]]), `session ${i}: ${again.join(',')}`);
+      }
       const mine: number[] = [];
-      for (let i = 0; i < 40; i++) mine.push((await row<{ port: number }>(cls[0]!, 'SELECT inet_server_port() AS port')).port);
+      for (let i = 0; i < 40; i++) mine.push((await row<{ port: number }>(one, 'SELECT inet_server_port() AS port')).port);
       assert.deepEqual(new Set(mine), new Set([c.primary.port, c.replica.port]), `one client's ports: ${mine.join(',')}`);
     } finally {
-      await close(...cls);
+      await close(...cls, one);
+      await lvl.stop('SIGKILL');
     }
   });
 
@@ -631,8 +640,9 @@ describe('pinning on session state', () => {
     }
   });
 
-  test('SET LOCAL inside a transaction does not pin: afterwards the client is balanced again and the setting is gone', async () => {
-    const cl = await connect(tx);
+  test('SET LOCAL inside a transaction does not pin: afterwards the client reads from its load-balance node again and the setting is gone', async () => {
+    // Primary weight 0: an unpinned session reads from the replica, a pinned one from the primary.
+    const cl = await connect(txr);
     try {
       await cl.query('BEGIN');
       await cl.query("SET LOCAL statement_timeout = '7777ms'");
@@ -640,8 +650,11 @@ describe('pinning on session state', () => {
       await cl.query('COMMIT');
       assert.notEqual((await row<{ statement_timeout: string }>(cl, 'SHOW statement_timeout')).statement_timeout, '7777ms');
       const ports = new Set<number>();
-      for (let i = 0; i < 40; i++) ports.add((await row<{ port: number }>(cl, 'SELECT inet_server_port() AS port')).port);
-      assert.deepEqual(ports, new Set([c.primary.port, c.replica.port]), 'still load balanced per statement after SET LOCAL');
+      for (let i = 0; i < 10; i++) ports.add((await row<{ port: number }>(cl, 'SELECT inet_server_port() AS port')).port);
+      assert.deepEqual(ports, new Set([c.replica.port]), 'reads still balanced (to the replica) after SET LOCAL');
+      // A session SET does pin it: reads then run on its primary connection.
+      await cl.query("SET statement_timeout = '7777ms'");
+      assert.equal((await row<{ port: number }>(cl, 'SELECT inet_server_port() AS port')).port, c.primary.port);
     } finally {
       await close(cl);
     }
