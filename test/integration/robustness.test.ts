@@ -566,45 +566,46 @@ describe('signals', () => {
 
   // Each test records what it observes and compares everything at once, so that one failure
   // does not hide the rest of the picture.
-  test('SIGTERM drains: idle session gets 57P01 at once, new connections are refused, a transaction may COMMIT and then gets 57P01, exit 0', async () => {
-    const p = await proxy({ conf: { drain_timeout: 10 } });
-    try {
-      const idle = await connect(p, c.users.trust.name, 'x');
-      await one(idle.client, 'SELECT 1');
-      const tx = await connect(p, c.users.scram.name, c.users.scram.password);
-      await tx.client.query('BEGIN');
-      await tx.client.query('INSERT INTO drain_t VALUES (1)');
-      p.proc.kill('SIGTERM');
-      await sleep(200);
-      const seen: Record<string, unknown> = {};
-      seen['idle session within 2 s'] = await firstError(idle, 2000);
-      const conn = await newConnection(p);
-      seen['new connection after SIGTERM'] = conn === 'refused' || conn === 'closed-unserved' || conn.startsWith('refused-with') ? 'not served' : conn;
-      seen['transaction session before COMMIT'] = tx.events.length === 0 ? 'untouched' : (tx.events[0]?.err.code ?? 'closed');
-      const commit = await settledWithin(
-        (async () => {
-          await tx.client.query('INSERT INTO drain_t VALUES (2)');
-          await tx.client.query('COMMIT');
-        })(),
-        3000,
-      );
-      seen['COMMIT'] = commit.state === 'ok' ? 'ok' : commit.state === 'err' ? `error: ${(commit.err as Error).message}` : 'hung';
-      seen['transaction session after COMMIT, within 2 s'] = await firstError(tx, 2000);
-      seen['exit within 3 s'] = await exitWithin(p, 3000);
-      seen['rows committed'] = await sql(c, c.primary, 'SELECT count(*) FROM drain_t WHERE v IN (1, 2)');
-      assert.deepEqual(seen, {
-        'idle session within 2 s': '57P01',
-        'new connection after SIGTERM': 'not served',
-        'transaction session before COMMIT': 'untouched',
-        COMMIT: 'ok',
-        'transaction session after COMMIT, within 2 s': '57P01',
-        'exit within 3 s': 0,
-        'rows committed': '2',
-      });
-    } finally {
-      if (p.proc.exitCode === null) p.proc.kill('SIGKILL');
-    }
-  });
+  for (const [mode, v] of [['session', 0], ['transaction', 10]] as const)
+    test(`pool_mode ${mode}: SIGTERM drains: idle session gets 57P01 at once, new connections are refused, a transaction may COMMIT and then gets 57P01, exit 0`, async () => {
+      const p = await proxy({ conf: { drain_timeout: 10, pool_mode: mode } });
+      try {
+        const idle = await connect(p, c.users.trust.name, 'x');
+        await one(idle.client, 'SELECT 1');
+        const tx = await connect(p, c.users.scram.name, c.users.scram.password);
+        await tx.client.query('BEGIN');
+        await tx.client.query('INSERT INTO drain_t VALUES ($1)', [v + 1]);
+        p.proc.kill('SIGTERM');
+        await sleep(200);
+        const seen: Record<string, unknown> = {};
+        seen['idle session within 2 s'] = await firstError(idle, 2000);
+        const conn = await newConnection(p);
+        seen['new connection after SIGTERM'] = conn === 'refused' || conn === 'closed-unserved' || conn.startsWith('refused-with') ? 'not served' : conn;
+        seen['transaction session before COMMIT'] = tx.events.length === 0 ? 'untouched' : (tx.events[0]?.err.code ?? 'closed');
+        const commit = await settledWithin(
+          (async () => {
+            await tx.client.query('INSERT INTO drain_t VALUES ($1)', [v + 2]);
+            await tx.client.query('COMMIT');
+          })(),
+          3000,
+        );
+        seen['COMMIT'] = commit.state === 'ok' ? 'ok' : commit.state === 'err' ? `error: ${(commit.err as Error).message}` : 'hung';
+        seen['transaction session after COMMIT, within 2 s'] = await firstError(tx, 2000);
+        seen['exit within 3 s'] = await exitWithin(p, 3000);
+        seen['rows committed'] = await sql(c, c.primary, `SELECT count(*) FROM drain_t WHERE v IN (${v + 1}, ${v + 2})`);
+        assert.deepEqual(seen, {
+          'idle session within 2 s': '57P01',
+          'new connection after SIGTERM': 'not served',
+          'transaction session before COMMIT': 'untouched',
+          COMMIT: 'ok',
+          'transaction session after COMMIT, within 2 s': '57P01',
+          'exit within 3 s': 0,
+          'rows committed': '2',
+        });
+      } finally {
+        if (p.proc.exitCode === null) p.proc.kill('SIGKILL');
+      }
+    });
 
   test('SIGTERM with drain_timeout 2: a transaction left open is ended after ~2 s and the process exits 0', async () => {
     const p = await proxy({ conf: { drain_timeout: 2 } });
