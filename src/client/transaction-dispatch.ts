@@ -371,6 +371,9 @@ export class TransactionDispatcher implements LaneClient {
       kinds.push(c.kind);
       const m = known ?? statementMode(c, sql);
       if (m > mode) mode = m;
+      if (mayChangeCatalogFacts(c)) catalogCache.forget(this.facts);
+      // Inside a held lane everything runs on the primary: no balancing rule to ask.
+      if (this.held !== null) return;
       if (c.target !== 'either') {
         primary = true;
         category = c.target === 'all' ? 'session_command' : 'write';
@@ -385,7 +388,6 @@ export class TransactionDispatcher implements LaneClient {
         primary = true;
         category = reasonCategory(why);
       }
-      if (mayChangeCatalogFacts(c)) catalogCache.forget(this.facts);
     };
     for (const f of r.frames) {
       const type = f[0];
