@@ -2,7 +2,8 @@
 // server-side prepared statements (one client prepares 700 named statements; the lane closes the
 // oldest past 512, and binding an old name again re-parses it, so every one still answers), and
 // a replica that dies while reads are in flight on its lane fails those reads only: every
-// session goes on, and later reads run on the primary.
+// session goes on, and later reads run on the primary; and a cancel reaches only the statement
+// of the client that sent it.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -145,5 +146,45 @@ test('a statement parsed on the replica, bound in the rest of a Flush-ended batc
   } finally {
     conn.destroy();
     await rp.stop('SIGKILL');
+  }
+});
+
+test("cancel in transaction pooling: a client's cancel stops its own statement, never another client's on the same lane", async () => {
+  const cp = await startProxy(c, { conf: { pool_mode: 'transaction', load_balance_mode: 'off', transaction_pool_size: 1 } });
+  const u = c.users.superuser;
+  const cfg = { host: cp.host, port: cp.port, user: u.name, password: u.password, database: c.database };
+  const a = new pg.Client(cfg);
+  const b = new pg.Client(cfg);
+  a.on('error', () => undefined);
+  b.on('error', () => undefined);
+  await a.connect();
+  await b.connect();
+  type Cancels = { cancel(client: pg.Client, query: unknown): void };
+  const cancel = (cl: pg.Client): void => {
+    const canceller = new pg.Client(cfg) as unknown as Cancels;
+    canceller.cancel(cl, (cl as unknown as { activeQuery: unknown }).activeQuery);
+  };
+  try {
+    // A sleeps on the only lane; B is idle: B's cancel must not reach A's statement.
+    const t0 = Date.now();
+    const sleeping = a.query('SELECT pg_sleep(2) AS slept');
+    await new Promise((r) => setTimeout(r, 300));
+    cancel(b);
+    const r = await sleeping;
+    assert.equal(r.rows.length, 1, "A's statement ran to the end");
+    assert.ok(Date.now() - t0 >= 1900, `A slept ${Date.now() - t0} ms`);
+    // A's own cancel stops it at once; both clients go on.
+    const long = a.query('SELECT pg_sleep(30)');
+    await new Promise((r2) => setTimeout(r2, 300));
+    const t1 = Date.now();
+    cancel(a);
+    await assert.rejects(long, (e: Error & { code?: string }) => e.code === '57014');
+    assert.ok(Date.now() - t1 < 5000, `cancelled after ${Date.now() - t1} ms`);
+    assert.equal((await a.query<{ v: number }>('SELECT 1 AS v')).rows[0]!.v, 1);
+    assert.equal((await b.query<{ v: number }>('SELECT 2 AS v')).rows[0]!.v, 2);
+  } finally {
+    await a.end().catch(() => undefined);
+    await b.end().catch(() => undefined);
+    await cp.stop('SIGKILL');
   }
 });
