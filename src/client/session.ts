@@ -303,14 +303,14 @@ export class Session implements ReplySink, ClientChannel {
       passThrough = out.scram;
       authenticated = true;
     }
-    let conn: ServerConnection;
     this.params = params;
     if (settings.poolMode === 'transaction' && !this.withoutPrimary && !verifyLater) {
       await this.loginShared(primary, secret, passThrough, clientPassword, authenticated);
       return;
     }
-    try {
-      conn = await ctx.pool.lease({
+    const conn = await this.orRefused(
+      primary,
+      ctx.pool.lease({
         node: primary,
         user: this.user,
         database: this.database,
@@ -332,15 +332,9 @@ export class Session implements ReplySink, ClientChannel {
                   }
                 : undefined,
         },
-      });
-    } catch (e) {
-      if (e instanceof BackendStartupError) {
-        this.log.info({ node: primary.id, code: e.fields.code }, `backend refused the session: ${e.fields.message}`);
-        this.sendAndClose(e.raw);
-        return;
-      }
-      throw e;
-    }
+      }),
+    );
+    if (conn === undefined) return;
     if (this.isClosed()) {
       ctx.pool.release(conn);
       return;
@@ -362,6 +356,18 @@ export class Session implements ReplySink, ClientChannel {
     this.becomeReady(conn);
   }
 
+  /** Awaits a backend connection; when the backend refused the startup, relays its error to the client and gives undefined. */
+  private async orRefused<T>(node: ClusterNode, pending: Promise<T>): Promise<T | undefined> {
+    try {
+      return await pending;
+    } catch (e) {
+      if (!(e instanceof BackendStartupError)) throw e;
+      this.log.info({ node: node.id, code: e.fields.code }, `backend refused the session: ${e.fields.message}`);
+      this.sendAndClose(e.raw);
+      return undefined;
+    }
+  }
+
   /**
    * pool_mode = transaction: the session logs in against pgrouter only. Its ParameterStatus set
    * and authentication method are those of a shared connection of its group (the first session
@@ -381,18 +387,9 @@ export class Session implements ReplySink, ClientChannel {
       askPassword: clientPassword !== undefined ? async () => clientPassword : undefined,
     };
     const group = this.ctx.lanes.group(primary, this.user, this.database, this.params, this.credentials);
-    let template: ServerConnection;
-    try {
-      template = (await group.loginLane()).conn;
-    } catch (e) {
-      if (e instanceof BackendStartupError) {
-        this.log.info({ node: primary.id, code: e.fields.code }, `backend refused the session: ${e.fields.message}`);
-        this.sendAndClose(e.raw);
-        return;
-      }
-      throw e;
-    }
-    if (this.isClosed()) return;
+    const lane = await this.orRefused(primary, group.loginLane());
+    if (lane === undefined || this.isClosed()) return;
+    const template = lane.conn;
     if (!authenticated) {
       const out = await authenticateClient(this, template.authMethod as ClientAuthMethod, this.user, secret, false);
       if (out.scram !== undefined) this.credentials = { secret, scramPassThrough: out.scram };
