@@ -23,21 +23,23 @@ export async function collectRows(
   timeoutMs: number,
   messages: { timeout: string; closed: string },
 ): Promise<{ rows: TextRow[]; error: ErrorFields | undefined }> {
-  const framer = new Framer(() => 0x3fffffff);
-  const rows: TextRow[] = [];
-  let error: ErrorFields | undefined;
-  await sendSimpleQuery(
-    conn,
-    sql,
-    timeoutMs,
-    (chunk) =>
-      framer.feed(chunk, (type, buf, start, end) => {
-        if (type === Backend.DataRow) rows.push(decodeDataRow(buf, start, end));
-        else if (type === Backend.ErrorResponse) error ??= decodeErrorFields(buf, start, end);
-      }),
-    messages,
-  );
-  return { rows, error };
+  const collector = new RowCollector();
+  await sendSimpleQuery(conn, sql, timeoutMs, (chunk) => collector.feed(chunk), messages);
+  return { rows: collector.rows, error: collector.error };
+}
+
+/** Reads a reply stream's rows as text, and its first ErrorResponse. */
+export class RowCollector {
+  private readonly framer = new Framer(() => 0x3fffffff);
+  readonly rows: TextRow[] = [];
+  error: ErrorFields | undefined;
+
+  feed(chunk: Buffer): void {
+    this.framer.feed(chunk, (type, buf, start, end) => {
+      if (type === Backend.DataRow) this.rows.push(decodeDataRow(buf, start, end));
+      else if (type === Backend.ErrorResponse) this.error ??= decodeErrorFields(buf, start, end);
+    });
+  }
 }
 
 /** collectRows for a catalog lookup: an ErrorResponse rejects with the server's message. */
