@@ -78,8 +78,8 @@ const TRACE_SETTING = /^\s*set\s+(?:session\s+)?pgrouter\.trace_routing\s*(?:=|t
 /** SET TRANSACTION READ ONLY and its session form do not make a transaction a writing one. */
 const READ_ONLY_SET = /^\s*set\s+(session\s+characteristics\s+as\s+)?transaction\s+read\s+only/i;
 
-/** Text that may be one of pgrouter's own commands (checked before the full match). */
-const ADMIN_COMMAND = /^\s*(show\s+pool_|pgpool\s)/i;
+/** Text that may be one of pgrouter's own commands (checked before the full match; both pool modes). */
+export const ADMIN_COMMAND = /^\s*(show\s+pool_|pgpool\s)/i;
 
 const TRANSACTION_RESET = /^\s*(discard\s+all|reset\s+all)\s*;?\s*$/i;
 

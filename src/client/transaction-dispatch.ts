@@ -7,14 +7,23 @@
 
 import { Frontend, TxStatus } from '../protocol/codes.ts';
 import * as w from '../protocol/writer.ts';
-import { closeStatement, parseKey, parseText, PARSE_COMPLETE, parseMessage, statementName, withStatementName } from '../protocol/statement-names.ts';
+import {
+  closeStatement,
+  parseKey,
+  parseText,
+  PARSE_COMPLETE,
+  parseMessage,
+  statementName,
+  withStatementName,
+  type NameSpan,
+} from '../protocol/statement-names.ts';
 import { sendCancel } from '../backend/connection.ts';
 import { describeNode } from '../backend/node.ts';
 import { isUsable, type ClusterNode } from '../pool/cluster.ts';
 import type { Lane, LaneClient } from '../pool/lane.ts';
 import type { LaneGroup } from '../pool/lane-group.ts';
 import type { TransactionPool } from '../pool/transaction-pool.ts';
-import type { DispatchHost } from './dispatch.ts';
+import { ADMIN_COMMAND, type DispatchHost } from './dispatch.ts';
 import { classify } from '../router/classify.ts';
 import type { Classification } from '../router/statement.ts';
 import { lagOverThreshold, NEEDS_CATALOG_LOOKUP, primaryReason, sessionLoadBalanceNode, weightedChoice, type RouteSettings } from '../router/route.ts';
@@ -57,10 +66,20 @@ interface ClientStatement {
 /** One request: complete client messages (copies once the request has to wait). */
 interface Request {
   frames: Buffer[];
+  /** A Query's text, decoded once. */
+  sql?: string;
   /** Decided once, the first time the request is looked at. */
   plan?: { node: number; readonly mode: Mode };
+  /** Per frame, set by plan: the statement it names (Parse with its key, Bind, Describe, Close), or null. */
+  named?: Array<NamedFrame | null>;
   /** What ends it: a Query, a Sync, a Flush, COPY data for the request in progress, a FunctionCall. */
   readonly end: 'query' | 'sync' | 'flush' | 'copy' | 'call';
+}
+
+/** Where a frame's statement name lies, and for a Parse the statement's key (see statement-names.ts). */
+interface NamedFrame {
+  readonly span: NameSpan;
+  readonly key?: string;
 }
 
 /** Advisory-lock and set_config calls whose effect outlives the transaction. */
@@ -69,7 +88,6 @@ const SESSION_FUNCTIONS = /^(?:pg_catalog\.)?(pg_(try_)?advisory_(un)?lock(_shar
 const SESSION_REASONS = new Set(['LISTEN', 'UNLISTEN', 'LOAD', 'DECLARECURSOR', 'SET isolation SERIALIZABLE', 'SET transaction_read_only to false']);
 const SET_LOCAL = /^\s*set\s+local\b/i;
 const SET_TRANSACTION = /^\s*set\s+transaction\b/i;
-const ADMIN_COMMAND = /^\s*(show\s+pool_|pgpool\s)/i;
 const TEMP_WORD = /\btemp(orary)?\b/i;
 /** A name no statement ever has: Close of a client's statement goes there (CloseComplete, nothing closed). */
 const NO_STATEMENT = 'pgrouter_closed';
@@ -296,7 +314,7 @@ export class TransactionDispatcher implements LaneClient {
     }
     if (this.openBatch) return this.send(this.held!, r, true, (r.plan ??= this.plan(r)));
     if (r.end === 'query') {
-      const sql = r.frames[0]!.toString('utf8', 5, r.frames[0]!.length - 1);
+      const sql = (r.sql ??= r.frames[0]!.toString('utf8', 5, r.frames[0]!.length - 1));
       if (this.host.admin && ADMIN_COMMAND.test(sql)) {
         const reply = this.host.admin(sql, { user: this.host.user, database: this.host.database, loadBalanceNode: this.lbNodeId });
         if (reply !== undefined) {
@@ -341,10 +359,8 @@ export class TransactionDispatcher implements LaneClient {
         if (lane.holder === this) group.release(lane);
         return;
       }
-      if (plan.mode !== Mode.Pipeline) {
-        this.held = lane;
-        this.heldGroup = group;
-      } else this.granted = lane;
+      if (plan.mode !== Mode.Pipeline) this.hold(lane, group);
+      else this.granted = lane;
       this.pump();
     };
     const lane = plan.mode === Mode.Pipeline ? group.forPipeline(this, onLane) : group.forExclusive(this, onLane);
@@ -352,11 +368,13 @@ export class TransactionDispatcher implements LaneClient {
       this.acquiring = true;
       return false;
     }
-    if (plan.mode !== Mode.Pipeline) {
-      this.held = lane;
-      this.heldGroup = group;
-    }
+    if (plan.mode !== Mode.Pipeline) this.hold(lane, group);
     return this.send(lane, r, false, plan);
+  }
+
+  private hold(lane: Lane, group: LaneGroup): void {
+    this.held = lane;
+    this.heldGroup = group;
   }
 
   /** Where a request goes and how it may share its lane; also records the client's statements. */
@@ -389,13 +407,18 @@ export class TransactionDispatcher implements LaneClient {
         category = reasonCategory(why);
       }
     };
-    for (const f of r.frames) {
+    const named = new Array<NamedFrame | null>(r.frames.length).fill(null);
+    for (let i = 0; i < r.frames.length; i++) {
+      const f = r.frames[i]!;
       const type = f[0];
       if (type === Frontend.Query) {
-        const sql = f.toString('utf8', 5, f.length - 1);
+        const sql = (r.sql ??= f.toString('utf8', 5, f.length - 1));
         consider(classify(sql), sql);
-      } else if (type === Frontend.Parse) {
-        const span = statementName(f, 0, f.length);
+        continue;
+      }
+      if (type !== Frontend.Parse && type !== Frontend.Bind && type !== Frontend.Describe && type !== Frontend.Close) continue;
+      const span = statementName(f, 0, f.length);
+      if (type === Frontend.Parse) {
         const sql = span ? parseText(f, 0, f.length, span) : null;
         if (span === null || sql === null) {
           primary = true;
@@ -403,16 +426,21 @@ export class TransactionDispatcher implements LaneClient {
         }
         const c = classify(sql);
         const m = statementMode(c, sql);
-        if (span.name !== '') this.statements.set(span.name, { key: parseKey(f, 0, f.length, span), c, sql, mode: m });
+        if (span.name !== '') {
+          const key = parseKey(f, 0, f.length, span);
+          this.statements.set(span.name, { key, c, sql, mode: m });
+          named[i] = { span, key };
+        }
         consider(c, sql, m);
-      } else if (type === Frontend.Bind || type === Frontend.Describe) {
-        const span = statementName(f, 0, f.length);
-        if (span === null || span.name === '') continue;
+      } else if (span !== null && span.name !== '') {
+        named[i] = { span };
+        if (type === Frontend.Close) continue;
         const st = this.statements.get(span.name);
         if (st) consider(st.c, st.sql, st.mode);
         else primary = true;
       }
     }
+    r.named = named;
     if ((mode as Mode) === Mode.Pin) primary = true;
     const node = primary || this.held ? this.primaryId : this.balanceNode(s);
     const reason = this.pinned ? 'pinned_session' : this.held ? 'transaction' : primary ? category : 'load_balance';
@@ -455,14 +483,14 @@ export class TransactionDispatcher implements LaneClient {
     // Statements this request uses but the lane has never parsed: parse them first.
     const parsedHere = new Set<string>();
     if (!continuing && r.end === 'sync' && lane.statements.size > MAX_LANE_STATEMENTS) strip += this.evict(lane, r, out);
-    for (const f of r.frames) {
-      const type = f[0];
-      if (type !== Frontend.Parse && type !== Frontend.Bind && type !== Frontend.Describe) continue;
-      const span = statementName(f, 0, f.length);
-      if (span === null || span.name === '') continue;
-      if (type === Frontend.Parse) parsedHere.add(span.name);
-      else if (!parsedHere.has(span.name)) {
-        const st = this.statements.get(span.name);
+    const named = r.named!;
+    for (let i = 0; i < r.frames.length; i++) {
+      const n = named[i];
+      const type = r.frames[i]![0];
+      if (!n || type === Frontend.Close) continue;
+      if (type === Frontend.Parse) parsedHere.add(n.span.name);
+      else if (!parsedHere.has(n.span.name)) {
+        const st = this.statements.get(n.span.name);
         if (st && !lane.statements.has(st.key)) {
           const name = lane.newStatementName();
           lane.statements.set(st.key, name);
@@ -473,19 +501,18 @@ export class TransactionDispatcher implements LaneClient {
         }
       }
     }
-    for (const f of r.frames) {
+    for (let i = 0; i < r.frames.length; i++) {
+      const f = r.frames[i]!;
       const type = f[0];
-      const span =
-        type === Frontend.Parse || type === Frontend.Bind || type === Frontend.Describe || type === Frontend.Close
-          ? statementName(f, 0, f.length)
-          : null;
-      if (span === null || span.name === '') {
+      const n = named[i];
+      if (!n) {
         out.push(f);
         if (type !== Frontend.Sync && type !== Frontend.Flush) leading = false;
         continue;
       }
+      const span = n.span;
       if (type === Frontend.Parse) {
-        const key = parseKey(f, 0, f.length, span);
+        const key = n.key!;
         if (leading && lane.statements.has(key)) {
           answered++; // already parsed on this lane: ParseComplete from here
           continue;
@@ -524,14 +551,12 @@ export class TransactionDispatcher implements LaneClient {
    */
   private evict(lane: Lane, r: Request, out: Buffer[]): number {
     const used = new Set<string>();
-    for (const f of r.frames) {
-      const span = f[0] === Frontend.Bind || f[0] === Frontend.Describe || f[0] === Frontend.Parse ? statementName(f, 0, f.length) : null;
-      if (span === null || span.name === '') continue;
-      if (f[0] === Frontend.Parse) used.add(parseKey(f, 0, f.length, span));
-      else {
-        const st = this.statements.get(span.name);
-        if (st) used.add(st.key);
-      }
+    const named = r.named!;
+    for (let i = 0; i < named.length; i++) {
+      const n = named[i];
+      if (!n || r.frames[i]![0] === Frontend.Close) continue;
+      const key = n.key ?? this.statements.get(n.span.name)?.key;
+      if (key !== undefined) used.add(key);
     }
     let n = 0;
     for (const [key, name] of lane.statements) {
@@ -579,9 +604,8 @@ export class TransactionDispatcher implements LaneClient {
     this.held = null;
     this.heldGroup = null;
     if (lane && group) {
-      if (lane.inFlight > 0 || lane.serves(this)) {
+      if (lane.inFlight > 0) {
         // Replies still due on it: it cannot be reset cleanly.
-        lane.conn.sink = null;
         this.host.pool.destroy(lane.conn);
         lane.closed = true;
         group.abandon(lane);

@@ -18,6 +18,9 @@ export interface LaneLimits {
   readonly depth: number;
 }
 
+/** Open, not held by a transaction or pinned session, and not kept free for one. */
+const takesRequests = (l: Lane): boolean => l.holder === null && !l.reserved && !l.closed;
+
 type Waiter = { readonly exclusive: boolean; readonly client: LaneClient; readonly cb: (lane: Lane | Error) => void };
 
 export class LaneGroup implements LaneOwner {
@@ -48,7 +51,7 @@ export class LaneGroup implements LaneOwner {
     let least: Lane | null = null;
     let anySlow: Lane | null = null;
     for (const l of this.lanes) {
-      if (l.holder !== null || l.reserved || l.closed) continue;
+      if (!takesRequests(l)) continue;
       if (l.stalled(now, STALL_MS)) {
         if (anySlow === null || l.inFlight < anySlow.inFlight) anySlow = l;
         continue;
@@ -79,16 +82,14 @@ export class LaneGroup implements LaneOwner {
    */
   forExclusive(client: LaneClient, cb: (lane: Lane | Error) => void): Lane | null {
     for (const l of this.lanes)
-      if (l.holder === null && !l.reserved && !l.closed && l.inFlight === 0) {
+      if (takesRequests(l) && l.inFlight === 0) {
         l.holder = client;
         return l;
       }
     this.waiters.push({ exclusive: true, client, cb });
     if (this.lanes.length + this.opening < this.limits().size) this.openLane();
     else {
-      let drain: Lane | null = null;
-      for (const l of this.lanes)
-        if (l.holder === null && !l.reserved && !l.closed && (drain === null || l.inFlight < drain.inFlight)) drain = l;
+      const drain = this.leastLoaded();
       if (drain !== null) drain.reserved = true;
     }
     return null;
@@ -170,13 +171,18 @@ export class LaneGroup implements LaneOwner {
         w.cb(free);
         continue;
       }
-      let best: Lane | null = null;
-      for (const l of this.lanes)
-        if (l.holder === null && !l.reserved && !l.closed && (best === null || l.inFlight < best.inFlight)) best = l;
+      const best = this.leastLoaded();
       if (!best) return;
       this.waiters.shift();
       w.cb(best);
     }
+  }
+
+  /** The lane taking requests with the fewest in flight. */
+  private leastLoaded(): Lane | null {
+    let best: Lane | null = null;
+    for (const l of this.lanes) if (takesRequests(l) && (best === null || l.inFlight < best.inFlight)) best = l;
+    return best;
   }
 
   private openLane(): void {

@@ -318,12 +318,6 @@ export class Lane implements ReplySink {
     for (const p of pending) if (p.client !== holder) p.client.requestLost(this, err);
   }
 
-  /** True when `client` has requests in flight here. */
-  serves(client: LaneClient): boolean {
-    for (let i = this.head; i < this.fifo.length; i++) if (this.fifo[i]!.client === client) return true;
-    return false;
-  }
-
   /** True when the request at the head belongs to `client` (a cancel would hit it). */
   runningFor(client: LaneClient): boolean {
     return this.inFlight > 0 && this.fifo[this.head]!.client === client;

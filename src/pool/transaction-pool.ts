@@ -42,13 +42,6 @@ export class TransactionPool {
     return g;
   }
 
-  /** Shared connections open, per node id (SHOW and metrics count them with the pool's). */
-  laneCount(nodeId: number): number {
-    let n = 0;
-    for (const g of this.groups.values()) if (g.node.id === nodeId) n += g.lanes.length;
-    return n;
-  }
-
   closeAll(): void {
     for (const g of this.groups.values()) g.closeAll();
     this.groups.clear();
