@@ -54,6 +54,7 @@ function sessionSettings(c: Config): SessionSettings {
     poolMode: s.pool_mode as 'session' | 'transaction',
     transactionPoolSize: s.transaction_pool_size,
     transactionPipelineDepth: s.transaction_pipeline_depth,
+    transactionUnnamedStatementCache: s.transaction_unnamed_statement_cache,
   };
 }
 

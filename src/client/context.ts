@@ -38,6 +38,8 @@ export interface SessionSettings {
   /** transaction_pool_size and transaction_pipeline_depth. */
   readonly transactionPoolSize: number;
   readonly transactionPipelineDepth: number;
+  /** transaction_unnamed_statement_cache. */
+  readonly transactionUnnamedStatementCache: boolean;
 }
 
 export interface ProxyContext {

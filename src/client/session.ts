@@ -455,6 +455,7 @@ export class Session implements ReplySink, ClientChannel {
       },
       fail: (e: ProxyError) => this.fail(e),
       connectTimeoutMs: () => this.ctx.settings().connectTimeoutMs,
+      cacheUnnamedStatements: () => this.ctx.settings().transactionUnnamedStatementCache,
       settled: () => {
         this.lastActivity = Date.now();
         if (this.ctx.draining()) this.drainIfIdle();

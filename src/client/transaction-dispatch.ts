@@ -41,6 +41,8 @@ export interface TransactionHost extends Omit<DispatchHost, 'refuseWrite'> {
   onceClientDrained(cb: () => void): void;
   fail(e: ProxyError): void;
   connectTimeoutMs(): number;
+  /** transaction_unnamed_statement_cache: keep repeated unnamed statements on the lanes. */
+  cacheUnnamedStatements(): boolean;
   /** Every request the session sent has been answered. */
   settled(): void;
 }
@@ -76,7 +78,11 @@ interface Request {
   readonly end: 'query' | 'sync' | 'flush' | 'copy' | 'call';
 }
 
-/** Where a frame's statement name lies, and for a Parse the statement's key (see statement-names.ts). */
+/**
+ * Where a frame's statement name lies, and for a Parse the statement's key (see statement-names.ts).
+ * An unnamed statement's Parse, Bind and Describe are recorded too (span.name ''), for the
+ * unnamed-statement cache.
+ */
 interface NamedFrame {
   readonly span: NameSpan;
   readonly key?: string;
@@ -426,13 +432,13 @@ export class TransactionDispatcher implements LaneClient {
         }
         const c = classify(sql);
         const m = statementMode(c, sql);
-        if (span.name !== '') {
-          const key = parseKey(f, 0, f.length, span);
-          this.statements.set(span.name, { key, c, sql, mode: m });
-          named[i] = { span, key };
-        }
+        const key = parseKey(f, 0, f.length, span);
+        if (span.name !== '') this.statements.set(span.name, { key, c, sql, mode: m });
+        named[i] = { span, key };
         consider(c, sql, m);
-      } else if (span !== null && span.name !== '') {
+      } else if (span !== null && span.name === '') {
+        if (type !== Frontend.Close) named[i] = { span };
+      } else if (span !== null) {
         named[i] = { span };
         if (type === Frontend.Close) continue;
         const st = this.statements.get(span.name);
@@ -480,6 +486,18 @@ export class TransactionDispatcher implements LaneClient {
     let answered = 0;
     let registered: string[] | null = null;
     let leading = !continuing;
+    // The unnamed-statement cache serves autocommit requests on shared lanes only: a stale cached
+    // statement can then be replaced and the request sent again without the client noticing (see
+    // Lane); in a transaction the server's error would have aborted it.
+    const cacheUnnamed =
+      !continuing && r.end === 'sync' && plan?.mode === Mode.Pipeline && this.held === null && this.host.cacheUnnamedStatements();
+    /** The lane's statement standing for the unnamed one at this point of the request, if any. */
+    let unnamedAs: string | null = null;
+    /** A cached statement used instead of the client's unnamed Parse, and whether the request names a statement of its own. */
+    let cachedKey: string | null = null;
+    let cachedName = '';
+    let cachedCount = 0;
+    let clientNamed = false;
     // Statements this request uses but the lane has never parsed: parse them first.
     const parsedHere = new Set<string>();
     if (!continuing && r.end === 'sync' && lane.statements.size > MAX_LANE_STATEMENTS) strip += this.evict(lane, r, out);
@@ -487,7 +505,7 @@ export class TransactionDispatcher implements LaneClient {
     for (let i = 0; i < r.frames.length; i++) {
       const n = named[i];
       const type = r.frames[i]![0];
-      if (!n || type === Frontend.Close) continue;
+      if (!n || type === Frontend.Close || n.span.name === '') continue;
       if (type === Frontend.Parse) parsedHere.add(n.span.name);
       else if (!parsedHere.has(n.span.name)) {
         const st = this.statements.get(n.span.name);
@@ -511,6 +529,35 @@ export class TransactionDispatcher implements LaneClient {
         continue;
       }
       const span = n.span;
+      if (span.name === '') {
+        if (type !== Frontend.Parse) {
+          out.push(unnamedAs !== null ? withStatementName(f, 0, f.length, span, unnamedAs) : f);
+          leading = false;
+          continue;
+        }
+        unnamedAs = null;
+        const key = n.key!;
+        const have = cacheUnnamed ? lane.statements.get(key) : undefined;
+        if (have !== undefined && leading) {
+          answered++; // the lane keeps this text as a statement of its own: ParseComplete from here
+          unnamedAs = have;
+          cachedKey = key;
+          cachedName = have;
+          cachedCount++;
+          continue;
+        }
+        if (have === undefined && cacheUnnamed && lane.seenUnnamed(key)) {
+          // Seen here before: parse it under a name of the lane's, and use that.
+          const name = lane.newStatementName();
+          lane.statements.set(key, name);
+          (registered ??= []).push(key);
+          out.push(withStatementName(f, 0, f.length, span, name));
+          unnamedAs = name;
+        } else out.push(f);
+        leading = false;
+        continue;
+      }
+      clientNamed = true;
       if (type === Frontend.Parse) {
         const key = n.key!;
         if (leading && lane.statements.has(key)) {
@@ -540,7 +587,9 @@ export class TransactionDispatcher implements LaneClient {
     }
     this.inFlight++;
     this.lane = lane;
-    lane.request(this, out, strip, prefix, registered);
+    // A request that only uses unnamed statements can be sent again as the client wrote it.
+    const retry = cachedCount === 1 && cachedKey !== null && !clientNamed ? { key: cachedKey, name: cachedName, bytes: Buffer.concat(r.frames), strip: answered } : null;
+    lane.request(this, out, strip, prefix, registered, retry, r.end === 'sync' || r.end === 'query');
     return true;
   }
 

@@ -615,6 +615,8 @@ export const SETTINGS = [
     doc: 'pool_mode = transaction: most shared backend connections per node for each user and database (connections pinned to one session do not count)' },
   { name: 'transaction_pipeline_depth', type: 'integer', default: 32, min: 1, max: 10000, pgrouter: true, context: 'reload', ...OK,
     doc: 'pool_mode = transaction: requests queued on one shared backend connection before another is opened' },
+  { name: 'transaction_unnamed_statement_cache', type: 'boolean', default: true, pgrouter: true, context: 'reload', ...OK,
+    doc: 'pool_mode = transaction: an unnamed statement (an extended-protocol Parse with an empty name) that a shared backend connection has seen before is kept there under a name of pgrouter\'s and reused by autocommit requests, so the server does not parse and plan the same text again; off sends every unnamed Parse to the server' },
   { name: 'pgrouter_admin_users', type: 'list', separator: ',', default: [], pgrouter: true, context: 'reload', ...OK,
     doc: 'Users allowed to run PGPOOL DETACH NODE and PGPOOL ATTACH NODE (comma-separated); empty allows nobody' },
 ] as const satisfies readonly SettingDef[];

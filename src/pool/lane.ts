@@ -5,6 +5,9 @@
 
 import type { ReplySink, ServerConnection } from '../backend/connection.ts';
 import { Backend, TxStatus } from '../protocol/codes.ts';
+import { decodeErrorFields } from '../protocol/error-response.ts';
+import { closeStatement } from '../protocol/statement-names.ts';
+import { sync } from '../protocol/writer.ts';
 
 /** What a lane needs from a client session. */
 export interface LaneClient {
@@ -22,13 +25,34 @@ export interface LaneClient {
   requestLost(lane: Lane, err: Error | undefined): void;
 }
 
+/**
+ * How to send a request again that used a cached statement in place of the client's unnamed
+ * Parse, should the server find that statement stale ("cached plan must not change result type",
+ * after a change of the tables it reads): the statement is closed and the request goes again as
+ * the client wrote it.
+ */
+export interface Retry {
+  /** The cached statement's parse key and server-side name. */
+  readonly key: string;
+  readonly name: string;
+  /** The client's request, unchanged (a copy). */
+  readonly bytes: Buffer;
+  /** ParseComplete replies the client already has (answered from the cache). */
+  readonly strip: number;
+}
+
 /** A request written to the lane, waiting for its ReadyForQuery. */
 interface Pending {
   readonly client: LaneClient;
   /** ParseComplete/CloseComplete replies to drop: answers to the Parses and Closes pgrouter put in front of the request. */
   strip: number;
-  /** Bytes the client gets before the request's replies (ParseComplete for Parses answered here). */
+  /**
+   * Bytes the client gets before the request's replies (ParseComplete for Parses answered here).
+   * A request ending in Sync always has a reply, so its prefix goes out with the reply's first
+   * bytes in one write; otherwise it goes as soon as the request is at the head.
+   */
   prefix: Buffer | null;
+  readonly replyFollows: boolean;
   /** A reply pgrouter makes itself (an admin command's); nothing of it went to the server. */
   readonly local: Buffer | null;
   /** Parse keys this request registered in `statements`: forgotten again if it fails. */
@@ -36,6 +60,10 @@ interface Pending {
   failed: boolean;
   /** performance.now() when it was written (pgrouter_query_duration_seconds). */
   readonly sentAt: number;
+  /** Set when the request may be sent again (see Retry) until its first reply message is seen. */
+  retry: Retry | null;
+  /** Its replies are being dropped up to its ReadyForQuery, and it is then sent again. */
+  swallow: boolean;
 }
 
 /** Server-side statement names are unique in the process, so a reused connection never sees one twice. */
@@ -44,6 +72,18 @@ let nextStatement = 1;
 /** Replies a slow client may have queued before the lane stops reading for it. */
 const CLIENT_HIGH_WATER = 256 * 1024;
 const STAGE_SIZE = 16 * 1024;
+/** The client of the lane's own housekeeping requests: their replies are dropped. */
+const NOBODY: LaneClient = {
+  deliver: () => undefined,
+  queuedBytes: 0,
+  onceDrained: (cb) => cb(),
+  requestDone: () => undefined,
+  laneLost: () => undefined,
+  requestLost: () => undefined,
+};
+
+/** Unnamed-statement texts a lane remembers having seen once (see seenUnnamed). */
+const SEEN_UNNAMED = 1024;
 
 /** Called by the lane on its group's behalf. */
 export interface LaneOwner {
@@ -68,6 +108,8 @@ export class Lane implements ReplySink {
   reserved = false;
   /** Server-side statement name by parse key (see statement-names.ts). */
   readonly statements = new Map<string, string>();
+  /** Parse keys of unnamed statements seen once on this connection (see seenUnnamed). */
+  private readonly unnamedSeen = new Set<string>();
   /** Last ReadyForQuery status seen. */
   status: number = TxStatus.Idle;
   private stage = Buffer.allocUnsafe(STAGE_SIZE);
@@ -104,6 +146,18 @@ export class Lane implements ReplySink {
     return this.inFlight > 0 && now - Math.max(this.headSince, this.lastReply) > ms;
   }
 
+  /**
+   * True when an unnamed statement with this parse key was seen on this connection before: the
+   * second time, it is worth keeping as a named statement. A text seen once is remembered, up to
+   * SEEN_UNNAMED texts (then the memory starts again).
+   */
+  seenUnnamed(key: string): boolean {
+    if (this.unnamedSeen.delete(key)) return true;
+    if (this.unnamedSeen.size >= SEEN_UNNAMED) this.unnamedSeen.clear();
+    this.unnamedSeen.add(key);
+    return false;
+  }
+
   /** A fresh server-side name for a statement parsed on this connection. */
   newStatementName(): string {
     return `pgrouter_${nextStatement++}`;
@@ -113,8 +167,16 @@ export class Lane implements ReplySink {
    * Writes a request that ends in a ReadyForQuery. Its bytes are staged and written with the
    * other requests of this event-loop turn in one write.
    */
-  request(client: LaneClient, bytes: readonly Buffer[], strip: number, prefix: Buffer | null, registered: readonly string[] | null): void {
-    this.push({ client, strip, prefix, local: null, registered, failed: false, sentAt: performance.now() });
+  request(
+    client: LaneClient,
+    bytes: readonly Buffer[],
+    strip: number,
+    prefix: Buffer | null,
+    registered: readonly string[] | null,
+    retry: Retry | null = null,
+    replyFollows = false,
+  ): void {
+    this.push({ client, strip, prefix, replyFollows, local: null, registered, failed: false, sentAt: performance.now(), retry, swallow: false });
     for (const b of bytes) this.put(b);
   }
 
@@ -133,7 +195,7 @@ export class Lane implements ReplySink {
 
   /** A reply made by pgrouter, delivered after the client's replies still in flight here. */
   local(client: LaneClient, reply: Buffer): void {
-    this.push({ client, strip: 0, prefix: null, local: reply, registered: null, failed: false, sentAt: 0 });
+    this.push({ client, strip: 0, prefix: null, replyFollows: false, local: reply, registered: null, failed: false, sentAt: 0, retry: null, swallow: false });
   }
 
   private push(p: Pending): void {
@@ -144,7 +206,7 @@ export class Lane implements ReplySink {
         p.client.requestDone(this, this.status);
         return;
       }
-      if (p.prefix !== null) {
+      if (p.prefix !== null && !p.replyFollows) {
         p.client.deliver(p.prefix);
         p.prefix = null;
       }
@@ -231,6 +293,21 @@ export class Lane implements ReplySink {
         this.skip = 5;
         continue;
       }
+      if (p !== null && p.retry !== null && !p.swallow) {
+        // The request's first reply: a stale cached statement means dropping its replies and sending it again.
+        if (type === Backend.ErrorResponse && staleStatement(chunk, i, n)) {
+          if (this.lastOf(p)) {
+            if (i > from) this.toClient(chunk.subarray(from, i));
+            from = i;
+            p.swallow = true;
+          } else {
+            // A later request of the same client is in flight: the error goes to the client, and
+            // the stale statement is dropped so that the next use parses it afresh.
+            this.dropStatement(p.retry);
+            p.retry = null;
+          }
+        } else p.retry = null;
+      }
       this.curIsReady = type === Backend.ReadyForQuery;
       if (type === Backend.ErrorResponse && p !== null) p.failed = true;
       if (n - i >= 5) {
@@ -263,13 +340,25 @@ export class Lane implements ReplySink {
       this.head = 0;
     }
     this.headSince = performance.now();
-    this.conn.latency?.observe((this.headSince - p.sentAt) / 1000);
     if (p.failed && p.registered !== null) for (const k of p.registered) this.statements.delete(k);
-    p.client.requestDone(this, status);
+    if (p.swallow) {
+      // Close the stale statement, then the request again as the client wrote it; the client's
+      // count of requests in flight is unchanged (its one ReadyForQuery is still to come).
+      // Its prefix is still here (it waits for the reply): the server's own ParseComplete replaces it.
+      const retry = p.retry!;
+      if (this.statements.get(retry.key) === retry.name) this.statements.delete(retry.key);
+      const strip = 1 + (p.prefix === null ? retry.strip : 0);
+      this.push({ ...p, strip, prefix: null, registered: null, failed: false, retry: null, swallow: false });
+      this.put(closeStatement(retry.name));
+      this.put(retry.bytes);
+    } else {
+      this.conn.latency?.observe((this.headSince - p.sentAt) / 1000);
+      p.client.requestDone(this, status);
+    }
     // Replies pgrouter makes itself, and prefixes, of the requests now at the head.
     while (this.inFlight > 0) {
       const q = this.fifo[this.head]!;
-      if (q.prefix !== null) {
+      if (q.prefix !== null && !q.replyFollows) {
         q.client.deliver(q.prefix);
         q.prefix = null;
       }
@@ -285,8 +374,30 @@ export class Lane implements ReplySink {
     }
   }
 
+  /** Forgets a cached statement and closes it on the server (a request of nobody's, replies dropped). */
+  private dropStatement(r: Retry): void {
+    if (this.statements.get(r.key) === r.name) this.statements.delete(r.key);
+    this.push({ client: NOBODY, strip: 0, prefix: null, replyFollows: false, local: null, registered: null, failed: false, sentAt: 0, retry: null, swallow: false });
+    this.put(Buffer.concat([closeStatement(r.name), sync()]));
+  }
+
+  /** True when no later request of `p`'s client is in flight here (sending `p` again keeps its order). */
+  private lastOf(p: Pending): boolean {
+    for (let k = this.head + 1; k < this.fifo.length; k++) if (this.fifo[k]!.client === p.client) return false;
+    return true;
+  }
+
   private toClient(bytes: Buffer): void {
-    const c = this.inFlight > 0 ? this.fifo[this.head]!.client : this.holder;
+    let c: LaneClient | null;
+    if (this.inFlight > 0) {
+      const p = this.fifo[this.head]!;
+      if (p.swallow) return;
+      c = p.client;
+      if (p.prefix !== null) {
+        bytes = Buffer.concat([p.prefix, bytes]);
+        p.prefix = null;
+      }
+    } else c = this.holder;
     if (c === null) return; // a notice nobody waits for
     c.deliver(bytes);
     const q = c.queuedBytes;
@@ -322,4 +433,16 @@ export class Lane implements ReplySink {
   runningFor(client: LaneClient): boolean {
     return this.inFlight > 0 && this.fifo[this.head]!.client === client;
   }
+}
+
+/**
+ * True for an ErrorResponse at `chunk[i]` (whole in the chunk) saying a prepared statement's
+ * result type changed since it was parsed (SQLSTATE 0A000 from RevalidateCachedQuery).
+ */
+function staleStatement(chunk: Buffer, i: number, n: number): boolean {
+  if (n - i < 5) return false;
+  const end = i + 1 + chunk.readInt32BE(i + 1);
+  if (end > n) return false;
+  const f = decodeErrorFields(chunk, i, end);
+  return f.code === '0A000' && (f.routine === 'RevalidateCachedQuery' || f.message === 'cached plan must not change result type');
 }

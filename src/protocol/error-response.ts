@@ -6,6 +6,8 @@ export interface ErrorFields {
   code: string;
   message: string;
   detail?: string;
+  /** The server's routine that raised it (field R; not translated, unlike the message). */
+  routine?: string;
 }
 
 /** Decodes an ErrorResponse/NoticeResponse message at `buf[start, end)` (header included). */
@@ -21,6 +23,7 @@ export function decodeErrorFields(buf: Buffer, start: number, end: number): Erro
     else if (field === 0x43 /* C */) out.code = value;
     else if (field === 0x4d /* M */) out.message = value;
     else if (field === 0x44 /* D */) out.detail = value;
+    else if (field === 0x52 /* R */) out.routine = value;
     at = stop + 1;
   }
   return out;
