@@ -425,17 +425,14 @@ export class TransactionDispatcher implements LaneClient {
       if (type !== Frontend.Parse && type !== Frontend.Bind && type !== Frontend.Describe && type !== Frontend.Close) continue;
       const span = statementName(f, 0, f.length);
       if (type === Frontend.Parse) {
-        const sql = span ? parseText(f, 0, f.length, span) : null;
-        if (span === null || sql === null) {
+        const st = span === null ? null : this.parsed(f, span);
+        if (span === null || st === null) {
           primary = true;
           continue;
         }
-        const c = classify(sql);
-        const m = statementMode(c, sql);
-        const key = parseKey(f, 0, f.length, span);
-        if (span.name !== '') this.statements.set(span.name, { key, c, sql, mode: m });
-        named[i] = { span, key };
-        consider(c, sql, m);
+        if (span.name !== '') this.statements.set(span.name, st);
+        named[i] = { span, key: st.key };
+        consider(st.c, st.sql, st.mode);
       } else if (span !== null && span.name === '') {
         if (type !== Frontend.Close) named[i] = { span };
       } else if (span !== null) {
@@ -455,6 +452,26 @@ export class TransactionDispatcher implements LaneClient {
       this.host.stats.routed(node, reason);
     }
     return { node, mode };
+  }
+
+  /** The last unnamed Parse this session sent, decoded: clients repeat the same few texts. */
+  private lastUnnamed: { body: Buffer; st: ClientStatement } | null = null;
+
+  /**
+   * A Parse's text, key, classification and mode, or null when it is malformed. An unnamed Parse
+   * equal byte for byte to the session's previous one reuses what that one decoded.
+   */
+  private parsed(f: Buffer, span: NameSpan): ClientStatement | null {
+    const last = this.lastUnnamed;
+    const unnamed = span.name === '';
+    const from = span.nul + 1;
+    if (unnamed && last !== null && last.body.length === f.length - from && f.compare(last.body, 0, last.body.length, from) === 0) return last.st;
+    const sql = parseText(f, 0, f.length, span);
+    if (sql === null) return null;
+    const c = classify(sql);
+    const st: ClientStatement = { key: parseKey(f, 0, f.length, span), c, sql, mode: statementMode(c, sql) };
+    if (unnamed) this.lastUnnamed = { body: Buffer.from(f.subarray(from)), st };
+    return st;
   }
 
   /**
