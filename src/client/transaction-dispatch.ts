@@ -225,6 +225,10 @@ export class TransactionDispatcher implements LaneClient {
 
   private lostLane: Lane | null = null;
 
+  statementStale(lane: Lane, retried: boolean): void {
+    this.host.stats.serverStatement(lane.conn.node.id, retried ? 'stale_retried' : 'stale_error');
+  }
+
   laneLost(lane: Lane, _err: Error | undefined): void {
     if (this.terminated) return;
     if (!lane.conn.sawFatal) this.host.backendFailed(lane.conn.node.id, 'connection lost');
@@ -517,7 +521,13 @@ export class TransactionDispatcher implements LaneClient {
     let clientNamed = false;
     // Statements this request uses but the lane has never parsed: parse them first.
     const parsedHere = new Set<string>();
-    if (!continuing && r.end === 'sync' && lane.statements.size > MAX_LANE_STATEMENTS) strip += this.evict(lane, r, out);
+    /** Parses sent under a lane name (for pgrouter_server_statements_total). */
+    let parsed = 0;
+    if (!continuing && r.end === 'sync' && lane.statements.size > MAX_LANE_STATEMENTS) {
+      const evicted = this.evict(lane, r, out);
+      strip += evicted;
+      if (evicted > 0) this.host.stats.serverStatement(lane.conn.node.id, 'evicted', evicted);
+    }
     const named = r.named!;
     for (let i = 0; i < r.frames.length; i++) {
       const n = named[i];
@@ -530,6 +540,7 @@ export class TransactionDispatcher implements LaneClient {
           const name = lane.newStatementName();
           lane.statements.set(st.key, name);
           (registered ??= []).push(st.key);
+          parsed++;
           out.push(parseMessage(name, st.key));
           strip++;
           leading = false;
@@ -568,6 +579,7 @@ export class TransactionDispatcher implements LaneClient {
           const name = lane.newStatementName();
           lane.statements.set(key, name);
           (registered ??= []).push(key);
+          parsed++;
           out.push(withStatementName(f, 0, f.length, span, name));
           unnamedAs = name;
         } else out.push(f);
@@ -584,6 +596,7 @@ export class TransactionDispatcher implements LaneClient {
         const name = lane.newStatementName();
         lane.statements.set(key, name);
         (registered ??= []).push(key);
+        parsed++;
         out.push(withStatementName(f, 0, f.length, span, name));
       } else if (type === Frontend.Close) {
         this.statements.delete(span.name);
@@ -596,6 +609,8 @@ export class TransactionDispatcher implements LaneClient {
       leading = false;
     }
     const prefix = answered > 0 ? Buffer.concat(new Array<Buffer>(answered).fill(PARSE_COMPLETE)) : null;
+    if (answered > 0) this.host.stats.serverStatement(lane.conn.node.id, 'hit', answered);
+    if (parsed > 0) this.host.stats.serverStatement(lane.conn.node.id, 'parsed', parsed);
     if (continuing) {
       // The rest of a batch after a Flush: its replies belong to the request already in flight.
       if (strip > 0) lane.stripMore(strip);

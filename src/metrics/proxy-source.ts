@@ -133,6 +133,12 @@ export class ProxyMetrics {
     labelNames: ['node', 'reason'],
     registers: [this.registry],
   });
+  private readonly serverStatements = new Counter({
+    name: 'pgrouter_server_statements_total',
+    help: 'pool_mode = transaction: server-side statements on shared backend connections by node and event (hit: a Parse answered from a statement the connection holds; parsed: a Parse sent under a pgrouter name; evicted: closed past the per-connection limit; stale_retried / stale_error: a cached statement made stale by a schema change, the request sent again or the error passed on)',
+    labelNames: ['node', 'event'],
+    registers: [this.registry],
+  });
   private readonly clientBytes = new Counter({
     name: 'pgrouter_client_bytes_total',
     help: 'Bytes received from (direction=in) and sent to (direction=out) client connections',
@@ -211,6 +217,9 @@ export class ProxyMetrics {
     this.routed.reset();
     for (const n of src.stats.meteredNodes())
       for (const [reason, count] of src.stats.metersOf(n).routed) this.routed.inc({ node: String(n), reason }, count);
+    this.serverStatements.reset();
+    for (const n of src.stats.meteredNodes())
+      for (const [event, count] of src.stats.metersOf(n).serverStatements) this.serverStatements.inc({ node: String(n), event }, count);
     const cb = src.clientBytes();
     this.clientBytes.reset();
     this.clientBytes.inc({ direction: 'in' }, cb.received);

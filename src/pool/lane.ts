@@ -23,6 +23,8 @@ export interface LaneClient {
   laneLost(lane: Lane, err: Error | undefined): void;
   /** The backend connection failed before one of the client's requests was answered (once per request, in order). */
   requestLost(lane: Lane, err: Error | undefined): void;
+  /** A cached statement of one of the client's requests was stale: sent again (`retried`), or the error went to the client. */
+  statementStale?(lane: Lane, retried: boolean): void;
 }
 
 /**
@@ -296,7 +298,9 @@ export class Lane implements ReplySink {
       if (p !== null && p.retry !== null && !p.swallow) {
         // The request's first reply: a stale cached statement means dropping its replies and sending it again.
         if (type === Backend.ErrorResponse && staleStatement(chunk, i, n)) {
-          if (this.lastOf(p)) {
+          const retried = this.lastOf(p);
+          p.client.statementStale?.(this, retried);
+          if (retried) {
             if (i > from) this.toClient(chunk.subarray(from, i));
             from = i;
             p.swallow = true;

@@ -25,6 +25,8 @@ export interface NodeMeters {
   readonly connectionWait: BucketCounts;
   /** Routing decisions that sent a request to this node, by reason category. */
   readonly routed: Map<string, number>;
+  /** pool_mode = transaction: server-side statements on the node's shared connections, by event (see serverStatement). */
+  readonly serverStatements: Map<string, number>;
 }
 
 const zero = (): NodeCounters => ({ select: 0, insert: 0, update: 0, delete: 0, ddl: 0, other: 0, panic: 0, fatal: 0, error: 0 });
@@ -44,7 +46,7 @@ export class NodeStats {
   metersOf(nodeId: number): NodeMeters {
     let m = this.meters.get(nodeId);
     if (!m) {
-      m = { queryLatency: new BucketCounts(QUERY_SECONDS_BUCKETS), connectionWait: new BucketCounts(QUERY_SECONDS_BUCKETS), routed: new Map() };
+      m = { queryLatency: new BucketCounts(QUERY_SECONDS_BUCKETS), connectionWait: new BucketCounts(QUERY_SECONDS_BUCKETS), routed: new Map(), serverStatements: new Map() };
       this.meters.set(nodeId, m);
     }
     return m;
@@ -64,6 +66,18 @@ export class NodeStats {
   routed(nodeId: number, reason: string): void {
     const m = this.metersOf(nodeId).routed;
     m.set(reason, (m.get(reason) ?? 0) + 1);
+  }
+
+  /**
+   * An event of the server-side statements on a shared connection of `nodeId`: `hit` (a client's
+   * Parse answered from a statement the connection holds), `parsed` (a Parse sent under a name of
+   * pgrouter's), `evicted` (closed to keep a connection under its limit), `stale_retried` and
+   * `stale_error` (a cached statement the server found stale: the request sent again, or the
+   * error passed on). `n` events at once.
+   */
+  serverStatement(nodeId: number, event: string, n = 1): void {
+    const m = this.metersOf(nodeId).serverStatements;
+    m.set(event, (m.get(event) ?? 0) + n);
   }
 
   serverError(nodeId: number, severity: string): void {

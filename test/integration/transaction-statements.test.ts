@@ -49,6 +49,9 @@ test('700 named statements on one lane: the oldest are closed on the server and 
     const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     const count = Number(/^pgrouter_query_duration_seconds_count\{node="0"\} (\d+)/m.exec(text)?.[1]);
     assert.ok(count >= 801, `pgrouter_query_duration_seconds_count{node="0"} = ${count}`);
+    // The statements closed to stay under the limit are counted.
+    const evicted = Number(/^pgrouter_server_statements_total\{node="0",event="evicted"\} (\d+)/m.exec(text)?.[1]);
+    assert.ok(evicted >= 188, `pgrouter_server_statements_total{event="evicted"} = ${evicted}`);
   } finally {
     await cl.end();
   }

@@ -12,14 +12,19 @@ import type { Cluster } from '../../rig/cluster.ts';
 import { getCluster } from '../harness/cluster.ts';
 import { frame, queryMessage, rawLogin, rawQuery, type RawConn } from './raw-client.ts';
 import { startProxy, type ProxyHandle } from '../harness/proxy.ts';
+import { freePort } from '../../rig/system.ts';
 
 let c: Cluster;
 let p: ProxyHandle;
+let metricsPort: number;
 
 before(async () => {
   c = await getCluster();
   // One lane: pg_prepared_statements (per backend) then shows what that lane holds.
-  p = await startProxy(c, { conf: { pool_mode: 'transaction', load_balance_mode: 'off', transaction_pool_size: 1 } });
+  metricsPort = await freePort();
+  p = await startProxy(c, {
+    conf: { pool_mode: 'transaction', load_balance_mode: 'off', transaction_pool_size: 1, metrics_port: metricsPort, metrics_listen_addresses: '127.0.0.1' },
+  });
 });
 
 after(async () => {
@@ -172,6 +177,17 @@ test('inside a transaction the unnamed statement goes to the server as sent (not
   } finally {
     await cl.end();
   }
+});
+
+test('pgrouter_server_statements_total counts what the tests above did on the lane: hits, parses, stale statements sent again or passed on', async () => {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  const count = (event: string): number => Number(new RegExp(`^pgrouter_server_statements_total\\{node="0",event="${event}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+  // Stale: the ALTER TABLE test's request and the second pipelined one were sent again; the first pipelined one got the error.
+  assert.equal(count('stale_retried'), 2);
+  assert.equal(count('stale_error'), 1);
+  // Every cached use above was a hit (4 in the first test alone), each statement kept a parse.
+  assert.ok(count('hit') >= 10, `hit = ${count('hit')}`);
+  assert.ok(count('parsed') >= 4, `parsed = ${count('parsed')}`);
 });
 
 test('transaction_unnamed_statement_cache = off: every unnamed Parse goes to the server', async () => {
