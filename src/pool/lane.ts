@@ -57,7 +57,10 @@ interface Pending {
   readonly replyFollows: boolean;
   /** A reply pgrouter makes itself (an admin command's); nothing of it went to the server. */
   readonly local: Buffer | null;
-  /** Parse keys this request registered in `statements`: forgotten again if it fails. */
+  /**
+   * Parse keys this request registered in `statements`. If it fails they are forgotten, and
+   * closed on the server: the Parse may have succeeded before a later message failed.
+   */
   readonly registered: readonly string[] | null;
   failed: boolean;
   /** performance.now() when it was written (pgrouter_query_duration_seconds). */
@@ -344,7 +347,16 @@ export class Lane implements ReplySink {
       this.head = 0;
     }
     this.headSince = performance.now();
-    if (p.failed && p.registered !== null) for (const k of p.registered) this.statements.delete(k);
+    if (p.failed && p.registered !== null) {
+      const names: string[] = [];
+      for (const k of p.registered) {
+        const name = this.statements.get(k);
+        if (name === undefined) continue;
+        this.statements.delete(k);
+        names.push(name);
+      }
+      if (names.length > 0) this.closeOnServer(names);
+    }
     if (p.swallow) {
       // Close the stale statement, then the request again as the client wrote it; the client's
       // count of requests in flight is unchanged (its one ReadyForQuery is still to come).
@@ -378,11 +390,19 @@ export class Lane implements ReplySink {
     }
   }
 
-  /** Forgets a cached statement and closes it on the server (a request of nobody's, replies dropped). */
+  /** Forgets a cached statement and closes it on the server. */
   private dropStatement(r: Retry): void {
     if (this.statements.get(r.key) === r.name) this.statements.delete(r.key);
+    this.closeOnServer([r.name]);
+  }
+
+  /**
+   * Closes server-side statements in a request of nobody's (its replies are dropped). A Close of a
+   * name the server does not have is answered with CloseComplete as well.
+   */
+  private closeOnServer(names: readonly string[]): void {
     this.push({ client: NOBODY, strip: 0, prefix: null, replyFollows: false, local: null, registered: null, failed: false, sentAt: 0, retry: null, swallow: false });
-    this.put(Buffer.concat([closeStatement(r.name), sync()]));
+    this.put(Buffer.concat([...names.map(closeStatement), sync()]));
   }
 
   /** True when no later request of `p`'s client is in flight here (sending `p` again keeps its order). */

@@ -165,6 +165,19 @@ test('two pipelined requests on a stale statement: the first gets 0A000 (a later
   }
 });
 
+test('a kept statement whose request fails after its Parse (division by zero) is closed on the server, not left behind', async () => {
+  const text = 'SELECT 10 / $1::int AS v';
+  const cl = client(p.port);
+  await cl.connect();
+  try {
+    for (let i = 0; i < 10; i++) await assert.rejects(cl.query({ text, values: [0] }), (e: Error & { code?: string }) => e.code === '22012');
+    assert.equal((await cl.query<{ v: number }>({ text, values: [5] })).rows[0]!.v, 2);
+    assert.ok((await onLane(cl, text)) <= 1, `statements with this text on the lane: ${await onLane(cl, text)}`);
+  } finally {
+    await cl.end();
+  }
+});
+
 test('inside a transaction the unnamed statement goes to the server as sent (nothing is kept)', async () => {
   const text = 'SELECT $1::int * 3 AS v';
   const cl = client(p.port);
