@@ -515,9 +515,7 @@ export class TransactionDispatcher implements LaneClient {
     /** The lane's statement standing for the unnamed one at this point of the request, if any. */
     let unnamedAs: string | null = null;
     /** A cached statement used instead of the client's unnamed Parse, and whether the request names a statement of its own. */
-    let cachedKey: string | null = null;
-    let cachedName = '';
-    let cachedCount = 0;
+    let cached: { key: string; name: string } | null = null;
     let clientNamed = false;
     // Statements this request uses but the lane has never parsed: parse them first.
     const parsedHere = new Set<string>();
@@ -569,9 +567,7 @@ export class TransactionDispatcher implements LaneClient {
         if (have !== undefined && leading) {
           answered++; // the lane keeps this text as a statement of its own: ParseComplete from here
           unnamedAs = have;
-          cachedKey = key;
-          cachedName = have;
-          cachedCount++;
+          cached = { key, name: have };
           continue;
         }
         if (have === undefined && cacheUnnamed && lane.seenUnnamed(key)) {
@@ -619,8 +615,8 @@ export class TransactionDispatcher implements LaneClient {
     }
     this.inFlight++;
     this.lane = lane;
-    // A request that only uses unnamed statements can be sent again as the client wrote it.
-    const retry = cachedCount === 1 && cachedKey !== null && !clientNamed ? { key: cachedKey, name: cachedName, bytes: Buffer.concat(r.frames), strip: answered } : null;
+    // A request that only uses unnamed statements, one of them from the cache, can be sent again as the client wrote it.
+    const retry = cached !== null && answered === 1 && !clientNamed ? { ...cached, bytes: Buffer.concat(r.frames) } : null;
     lane.request(this, out, strip, prefix, registered, retry, r.end === 'sync' || r.end === 'query');
     return true;
   }

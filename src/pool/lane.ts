@@ -39,8 +39,6 @@ export interface Retry {
   readonly name: string;
   /** The client's request, unchanged (a copy). */
   readonly bytes: Buffer;
-  /** ParseComplete replies the client already has (answered from the cache). */
-  readonly strip: number;
 }
 
 /** A request written to the lane, waiting for its ReadyForQuery. */
@@ -358,15 +356,13 @@ export class Lane implements ReplySink {
       if (names.length > 0) this.closeOnServer(names);
     }
     if (p.swallow) {
-      // Close the stale statement, then the request again as the client wrote it; the client's
-      // count of requests in flight is unchanged (its one ReadyForQuery is still to come).
-      // Its prefix is still here (it waits for the reply): the server's own ParseComplete replaces it.
-      const retry = p.retry!;
-      if (this.statements.get(retry.key) === retry.name) this.statements.delete(retry.key);
-      const strip = 1 + (p.prefix === null ? retry.strip : 0);
-      this.push({ ...p, strip, prefix: null, registered: null, failed: false, retry: null, swallow: false });
-      this.put(closeStatement(retry.name));
-      this.put(retry.bytes);
+      // Close the stale statement, then send the request again as the client wrote it; the
+      // client's count of requests in flight is unchanged (its one ReadyForQuery is still to come).
+      // Nothing of it reached the client, not even its prefix (that waits for the reply's first
+      // bytes): the server's own ParseComplete takes the prefix's place.
+      this.dropStatement(p.retry!);
+      this.push({ ...p, strip: 0, prefix: null, registered: null, failed: false, retry: null, swallow: false });
+      this.put(p.retry!.bytes);
     } else {
       this.conn.latency?.observe((this.headSince - p.sentAt) / 1000);
       p.client.requestDone(this, status);
