@@ -65,13 +65,16 @@ interface ClientStatement {
   readonly mode: Mode;
 }
 
+/** Where a request goes and how it may share its lane. */
+type Plan = { node: number; readonly mode: Mode };
+
 /** One request: complete client messages (copies once the request has to wait). */
 interface Request {
   frames: Buffer[];
   /** A Query's text, decoded once. */
   sql?: string;
   /** Decided once, the first time the request is looked at. */
-  plan?: { node: number; readonly mode: Mode };
+  plan?: Plan;
   /** Per frame, set by plan: the statement it names (Parse with its key, Bind, Describe, Close), or null. */
   named?: Array<NamedFrame | null>;
   /** What ends it: a Query, a Sync, a Flush, COPY data for the request in progress, a FunctionCall. */
@@ -352,78 +355,79 @@ export class TransactionDispatcher implements LaneClient {
       return this.send(lane, r, false, plan);
     }
     const group = this.groupOf(node);
-    const onLane = (lane: Lane | Error): void => {
-      this.acquiring = false;
-      if (lane instanceof Error) {
-        if (node !== this.primaryId && plan.mode === Mode.Pipeline) {
-          // A replica that cannot be reached: this read goes to the primary instead.
-          this.host.backendFailed(node, lane.message);
-          plan.node = this.primaryId;
-          this.pump();
-          return;
-        }
-        this.host.fail(new ProxyError(SqlState.CONNECTION_FAILURE, lane.message, 'FATAL'));
-        return;
-      }
-      if (this.terminated) {
-        if (lane.holder === this) group.release(lane);
-        return;
-      }
-      if (plan.mode !== Mode.Pipeline) this.hold(lane, group);
-      else this.granted = lane;
-      this.pump();
-    };
-    const lane = plan.mode === Mode.Pipeline ? group.forPipeline(this, onLane) : group.forExclusive(this, onLane);
+    this.waitNode = node;
+    this.waitPlan = plan;
+    this.waitGroup = group;
+    const lane = plan.mode === Mode.Pipeline ? group.forPipeline(this, this.onLane) : group.forExclusive(this, this.onLane);
     if (lane === null) {
       this.acquiring = true;
       return false;
     }
+    this.waitPlan = null;
+    this.waitGroup = null;
     if (plan.mode !== Mode.Pipeline) this.hold(lane, group);
     return this.send(lane, r, false, plan);
   }
+
+  /** The request waiting for a lane of `waitGroup` (only one at a time: `acquiring` holds the rest back). */
+  private waitNode = 0;
+  private waitPlan: Plan | null = null;
+  private waitGroup: LaneGroup | null = null;
+
+  /** A lane for the waiting request, or why none could be opened. One function for the session's life: no closure per request. */
+  private readonly onLane = (lane: Lane | Error): void => {
+    const node = this.waitNode;
+    const plan = this.waitPlan!;
+    const group = this.waitGroup!;
+    this.waitPlan = null;
+    this.waitGroup = null;
+    this.acquiring = false;
+    if (lane instanceof Error) {
+      if (node !== this.primaryId && plan.mode === Mode.Pipeline) {
+        // A replica that cannot be reached: this read goes to the primary instead.
+        this.host.backendFailed(node, lane.message);
+        plan.node = this.primaryId;
+        this.pump();
+        return;
+      }
+      this.host.fail(new ProxyError(SqlState.CONNECTION_FAILURE, lane.message, 'FATAL'));
+      return;
+    }
+    if (this.terminated) {
+      if (lane.holder === this) group.release(lane);
+      return;
+    }
+    if (plan.mode !== Mode.Pipeline) this.hold(lane, group);
+    else this.granted = lane;
+    this.pump();
+  };
 
   private hold(lane: Lane, group: LaneGroup): void {
     this.held = lane;
     this.heldGroup = group;
   }
 
+  // plan()'s working state, kept in fields so that a request costs no closure or array of its own.
+  private planMode = Mode.Pipeline;
+  private planPrimary = false;
+  private planCategory = 'write';
+  private readonly planKinds: Array<Classification['kind']> = [];
+
   /** Where a request goes and how it may share its lane; also records the client's statements. */
-  private plan(r: Request): { node: number; readonly mode: Mode } {
+  private plan(r: Request): Plan {
     const s = this.host.routeSettings();
-    let mode = Mode.Pipeline;
-    let primary = r.end !== 'sync' && r.end !== 'query';
-    if (r.end === 'flush' || r.end === 'call') mode = Mode.Exclusive;
-    const kinds: Array<Classification['kind']> = [];
-    let category = 'write';
-    const consider = (c: Classification, sql: string, known?: Mode): void => {
-      kinds.push(c.kind);
-      const m = known ?? statementMode(c, sql);
-      if (m > mode) mode = m;
-      if (mayChangeCatalogFacts(c)) catalogCache.forget(this.facts);
-      // Inside a held lane everything runs on the primary: no balancing rule to ask.
-      if (this.held !== null) return;
-      if (c.target !== 'either') {
-        primary = true;
-        category = c.target === 'all' ? 'session_command' : 'write';
-        return;
-      }
-      const why = primaryReason(c, sql, NO_STATE, s, this.catalog);
-      if (why === NEEDS_CATALOG_LOOKUP) {
-        primary = true;
-        category = 'catalog_lookup';
-        this.lookUp(c);
-      } else if (why !== null) {
-        primary = true;
-        category = reasonCategory(why);
-      }
-    };
+    this.planMode = r.end === 'flush' || r.end === 'call' ? Mode.Exclusive : Mode.Pipeline;
+    this.planPrimary = r.end !== 'sync' && r.end !== 'query';
+    this.planCategory = 'write';
+    const kinds = this.planKinds;
+    kinds.length = 0;
     const named = new Array<NamedFrame | null>(r.frames.length).fill(null);
     for (let i = 0; i < r.frames.length; i++) {
       const f = r.frames[i]!;
       const type = f[0];
       if (type === Frontend.Query) {
         const sql = (r.sql ??= f.toString('utf8', 5, f.length - 1));
-        consider(classify(sql), sql);
+        this.consider(s, classify(sql), sql, statementModeOf);
         continue;
       }
       if (type !== Frontend.Parse && type !== Frontend.Bind && type !== Frontend.Describe && type !== Frontend.Close) continue;
@@ -431,31 +435,57 @@ export class TransactionDispatcher implements LaneClient {
       if (type === Frontend.Parse) {
         const st = span === null ? null : this.parsed(f, span);
         if (span === null || st === null) {
-          primary = true;
+          this.planPrimary = true;
           continue;
         }
         if (span.name !== '') this.statements.set(span.name, st);
         named[i] = { span, key: st.key };
-        consider(st.c, st.sql, st.mode);
+        this.consider(s, st.c, st.sql, st.mode);
       } else if (span !== null && span.name === '') {
         if (type !== Frontend.Close) named[i] = { span };
       } else if (span !== null) {
         named[i] = { span };
         if (type === Frontend.Close) continue;
         const st = this.statements.get(span.name);
-        if (st) consider(st.c, st.sql, st.mode);
-        else primary = true;
+        if (st) this.consider(s, st.c, st.sql, st.mode);
+        else this.planPrimary = true;
       }
     }
     r.named = named;
-    if ((mode as Mode) === Mode.Pin) primary = true;
+    const mode = this.planMode as Mode;
+    if (mode === Mode.Pin) this.planPrimary = true;
+    const primary = this.planPrimary;
     const node = primary || this.held ? this.primaryId : this.balanceNode(s);
-    const reason = this.pinned ? 'pinned_session' : this.held ? 'transaction' : primary ? category : 'load_balance';
+    const reason = this.pinned ? 'pinned_session' : this.held ? 'transaction' : primary ? this.planCategory : 'load_balance';
     for (const k of kinds) {
       this.host.stats.statement(node, k);
       this.host.stats.routed(node, reason);
     }
     return { node, mode };
+  }
+
+  /** One statement of the request being planned: its mode, and whether it must run on the primary. */
+  private consider(s: RouteSettings, c: Classification, sql: string, known: Mode | typeof statementModeOf): void {
+    this.planKinds.push(c.kind);
+    const m = known === statementModeOf ? statementMode(c, sql) : known;
+    if (m > this.planMode) this.planMode = m;
+    if (mayChangeCatalogFacts(c)) catalogCache.forget(this.facts);
+    // Inside a held lane everything runs on the primary: no balancing rule to ask.
+    if (this.held !== null) return;
+    if (c.target !== 'either') {
+      this.planPrimary = true;
+      this.planCategory = c.target === 'all' ? 'session_command' : 'write';
+      return;
+    }
+    const why = primaryReason(c, sql, NO_STATE, s, this.catalog);
+    if (why === NEEDS_CATALOG_LOOKUP) {
+      this.planPrimary = true;
+      this.planCategory = 'catalog_lookup';
+      this.lookUp(c);
+    } else if (why !== null) {
+      this.planPrimary = true;
+      this.planCategory = reasonCategory(why);
+    }
   }
 
   /** The last unnamed Parse this session sent, decoded: clients repeat the same few texts. */
@@ -485,16 +515,16 @@ export class TransactionDispatcher implements LaneClient {
   private balanceNode(s: RouteSettings): number {
     const primary = this.primaryId;
     if (!s.loadBalance) return primary;
-    const ok = (n: ClusterNode): boolean => isUsable(n) && (n.id === primary || lagOverThreshold(n.lag, s) === 0);
     if (!s.statementLevel) {
       const n = this.host.cluster().node(this.lbNodeId);
-      return n !== undefined && ok(n) ? n.id : primary;
+      return n !== undefined && isUsable(n) && (n.id === primary || lagOverThreshold(n.lag, s) === 0) ? n.id : primary;
     }
+    const ok = (n: ClusterNode): boolean => isUsable(n) && (n.id === primary || lagOverThreshold(n.lag, s) === 0);
     return weightedChoice(this.host.cluster().nodes, Math.random, ok)?.id ?? primary;
   }
 
   /** Writes a request to `lane`, renaming the client's prepared statements to the lane's. */
-  private send(lane: Lane, r: Request, continuing: boolean, plan?: { node: number; mode: Mode }): boolean {
+  private send(lane: Lane, r: Request, continuing: boolean, plan?: Plan): boolean {
     if (plan?.mode === Mode.Pin && !this.pinned) {
       this.pinned = true;
       this.held = lane;
@@ -518,7 +548,7 @@ export class TransactionDispatcher implements LaneClient {
     let cached: { key: string; name: string } | null = null;
     let clientNamed = false;
     // Statements this request uses but the lane has never parsed: parse them first.
-    const parsedHere = new Set<string>();
+    let parsedHere: Set<string> | null = null;
     /** Parses sent under a lane name (for pgrouter_server_statements_total). */
     let parsed = 0;
     if (!continuing && r.end === 'sync' && lane.statements.size > MAX_LANE_STATEMENTS) {
@@ -531,8 +561,8 @@ export class TransactionDispatcher implements LaneClient {
       const n = named[i];
       const type = r.frames[i]![0];
       if (!n || type === Frontend.Close || n.span.name === '') continue;
-      if (type === Frontend.Parse) parsedHere.add(n.span.name);
-      else if (!parsedHere.has(n.span.name)) {
+      if (type === Frontend.Parse) (parsedHere ??= new Set()).add(n.span.name);
+      else if (parsedHere === null || !parsedHere.has(n.span.name)) {
         const st = this.statements.get(n.span.name);
         if (st && !lane.statements.has(st.key)) {
           const name = lane.newStatementName();
@@ -691,5 +721,8 @@ export class TransactionDispatcher implements LaneClient {
     }
   }
 }
+
+/** consider()'s `known` when the statement's mode is still to be worked out. */
+const statementModeOf = -1;
 
 const NO_STATE = { inTransaction: false, writing: false, pinned: false, tempTables: new Set<string>(), written: new Set<string>() };
