@@ -421,7 +421,9 @@ export class TransactionDispatcher implements LaneClient {
     this.planCategory = 'write';
     const kinds = this.planKinds;
     kinds.length = 0;
-    const named = new Array<NamedFrame | null>(r.frames.length).fill(null);
+    // Built by push (a packed array; Array.prototype.fill is a slow builtin on this path).
+    const named: Array<NamedFrame | null> = [];
+    for (let i = 0; i < r.frames.length; i++) named.push(null);
     for (let i = 0; i < r.frames.length; i++) {
       const f = r.frames[i]!;
       const type = f[0];

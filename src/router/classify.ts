@@ -5,7 +5,7 @@
 // meaning it can be sure of, and a unit test checks it against the full parse.
 
 import { classifyByParse } from './parse-tree.ts';
-import { classification, type Classification } from './statement.ts';
+import { classification, withField, type Classification } from './statement.ts';
 
 /** PostgreSQL's reserved key words: they may not stand as bare identifiers on the fast path. */
 const RESERVED = new Set(
@@ -90,7 +90,7 @@ export function classify(sql: string): Classification {
   }
   let c = classifyByParse(sql);
   classifierStats.parsed++;
-  if (/^\s*(--|\/\*)/.test(sql)) c = { ...c, leadingComment: true };
+  if (/^\s*(--|\/\*)/.test(sql)) c = withField(c, 'leadingComment', true);
   if (sql.length <= MAX_CACHED_LENGTH && c.reason !== 'parser not loaded yet') {
     if (cache.size >= MAX_CACHE) cache.clear();
     cache.set(sql, c);

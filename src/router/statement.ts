@@ -34,9 +34,9 @@ export interface Classification {
   /** Tables this statement drops (to forget temporary ones). */
   readonly drops: readonly string[];
   /** SQL PREPARE name / EXECUTE name / DEALLOCATE name ('' for DEALLOCATE ALL). */
-  readonly prepare?: string;
-  readonly execute?: string;
-  readonly deallocate?: string;
+  readonly prepare?: string | undefined;
+  readonly execute?: string | undefined;
+  readonly deallocate?: string | undefined;
   /** True when the text begins with a comment (allow_sql_comments = off blocks balancing then). */
   readonly leadingComment: boolean;
   /** True when decided by the fast path rather than a full parse. */
@@ -45,7 +45,11 @@ export interface Classification {
 
 const NONE: readonly string[] = [];
 
-/** A classification with the common fields defaulted. */
+/**
+ * A classification with the common fields defaulted. Every field is set, in one order, so that
+ * all classifications share one hidden class and the router's property reads stay monomorphic
+ * (a spread of `extra` gave each set of keys a shape of its own).
+ */
 export function classification(
   target: Target,
   reason: string,
@@ -56,15 +60,22 @@ export function classification(
     target,
     reason,
     kind,
-    tx: 'none',
-    pinsTransaction: false,
-    functions: NONE,
-    relations: NONE,
-    writes: target === 'primary' ? null : NONE,
-    createsTemp: NONE,
-    drops: NONE,
-    leadingComment: false,
-    fast: false,
-    ...extra,
+    tx: extra.tx ?? 'none',
+    pinsTransaction: extra.pinsTransaction ?? false,
+    functions: extra.functions ?? NONE,
+    relations: extra.relations ?? NONE,
+    writes: extra.writes !== undefined ? extra.writes : target === 'primary' ? null : NONE,
+    createsTemp: extra.createsTemp ?? NONE,
+    drops: extra.drops ?? NONE,
+    prepare: extra.prepare,
+    execute: extra.execute,
+    deallocate: extra.deallocate,
+    leadingComment: extra.leadingComment ?? false,
+    fast: extra.fast ?? false,
   };
+}
+
+/** The same classification, with one field changed (keeps the shared shape). */
+export function withField<K extends keyof Classification>(c: Classification, key: K, value: Classification[K]): Classification {
+  return classification(c.target, c.reason, c.kind, { ...c, [key]: value });
 }
