@@ -3,6 +3,7 @@
 // Pure message-in/message-out state machines over node:crypto; no sockets.
 
 import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytesPooled } from '../util/random-pool.ts';
 
 /** The mechanism name used in AuthenticationSASL / SASLInitialResponse. */
 export const SCRAM_SHA_256 = 'SCRAM-SHA-256';
@@ -122,7 +123,7 @@ function isPrintableNonce(s: string): boolean {
 }
 
 function newNonce(): string {
-  return randomBytes(NONCE_BYTES).toString('base64');
+  return randomBytesPooled(NONCE_BYTES).toString('base64');
 }
 
 interface SaltedKeys {

@@ -4,7 +4,7 @@
 
 import net from 'node:net';
 import tls from 'node:tls';
-import { randomBytes } from 'node:crypto';
+import { randomInt32Pooled } from '../util/random-pool.ts';
 import { AuthCode, Backend, TxStatus } from '../protocol/codes.ts';
 import { Framer } from '../protocol/framer.ts';
 import { ReplyScanner } from '../protocol/reply-scanner.ts';
@@ -494,5 +494,5 @@ export function sendCancel(conn: ServerConnection, timeoutMs: number): void {
 
 /** Random 32-bit value for pgrouter's own BackendKeyData secrets. */
 export function randomInt32(): number {
-  return randomBytes(4).readInt32BE(0);
+  return randomInt32Pooled();
 }

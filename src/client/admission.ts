@@ -41,13 +41,20 @@ export class Admission {
     return this.waiting.length;
   }
 
-  /** Resolves with a slot, waiting if need be; rejects with 53300 when refused. `signal` aborts a wait. */
-  acquire(signal?: AbortSignal): Promise<Release> {
+  /** A slot at once if one is free and nobody is waiting, else null (then call acquire). */
+  tryAcquire(): Release | null {
     const cap = Math.max(1, this.limits.maxSessions - this.limits.reservedConnections);
     if (this.active < cap && this.waiting.length === 0) {
       this.wait.observe(0);
-      return Promise.resolve(this.grant());
+      return this.grant();
     }
+    return null;
+  }
+
+  /** Resolves with a slot, waiting if need be; rejects with 53300 when refused. `signal` aborts a wait. */
+  acquire(signal?: AbortSignal): Promise<Release> {
+    const now = this.tryAcquire();
+    if (now !== null) return Promise.resolve(now);
     if (this.limits.reservedConnections > 0 || this.waiting.length >= this.limits.maxWaiting)
       return Promise.reject(tooMany());
     return new Promise((grant, deny) => {

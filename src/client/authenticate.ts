@@ -2,7 +2,8 @@
 // (or, without it, the backend) wants and checks the answer against pool_passwd. Failures
 // carry PostgreSQL's own SQLSTATE and wording; no secret ever goes into a message.
 
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
+import { randomBytesPooled } from '../util/random-pool.ts';
 import { Frontend } from '../protocol/codes.ts';
 import * as w from '../protocol/writer.ts';
 import { md5PasswordHash, verifyMd5Response } from '../auth/md5.ts';
@@ -105,7 +106,7 @@ export async function authenticateClient(
         if (verifyLater && !usable) return authenticateClient(ch, 'password', user, secret, true);
         throw noEntry(user, secret);
       }
-      const salt = randomBytes(4);
+      const salt = randomBytesPooled(4);
       ch.send(w.authenticationMD5Password(salt));
       const response = passwordText(await nextPassword(ch));
       if (!verifyMd5Response(hash, salt, response)) throw passwordFailed(user);

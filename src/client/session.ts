@@ -61,7 +61,8 @@ export class Session implements ReplySink, ClientChannel {
   private params = new Map<string, string>();
   private credentials: BackendCredentials = { secret: undefined };
   private releaseSlot: Release | null = null;
-  private readonly abort = new AbortController();
+  /** Aborts a wait for an admission slot; made only when the session has to wait (its abort() builds a DOMException). */
+  private abort: AbortController | null = null;
   private authTimer: NodeJS.Timeout | null = null;
   /** This session's PGPOOL SET values. */
   readonly overrides = new SessionOverrides();
@@ -219,7 +220,12 @@ export class Session implements ReplySink, ClientChannel {
     this.phase = 'auth';
     if (rest.length > 0) this.framer.feed(rest, this.onAuthFrame);
     this.sock.resume();
-    this.releaseSlot = await this.ctx.admission.acquire(this.abort.signal);
+    const slot = this.ctx.admission.tryAcquire();
+    if (slot !== null) this.releaseSlot = await slot;
+    else {
+      this.abort = new AbortController();
+      this.releaseSlot = await this.ctx.admission.acquire(this.abort.signal);
+    }
     if (this.isClosed()) return this.releaseSlot();
     await this.authenticateAndLease(params);
   }
@@ -661,7 +667,7 @@ export class Session implements ReplySink, ClientChannel {
   close(): void {
     if (this.phase === 'closed') return;
     this.phase = 'closed';
-    this.abort.abort();
+    this.abort?.abort();
     if (this.authTimer) clearTimeout(this.authTimer);
     if (this.waiter) this.waiter.reject(new Error('client went away'));
     this.waiter = null;
