@@ -4,7 +4,6 @@
 
 import net from 'node:net';
 import tls from 'node:tls';
-import { randomInt32Pooled } from '../util/random-pool.ts';
 import { AuthCode, Backend, TxStatus } from '../protocol/codes.ts';
 import { Framer } from '../protocol/framer.ts';
 import { ReplyScanner } from '../protocol/reply-scanner.ts';
@@ -490,9 +489,4 @@ export function sendCancel(conn: ServerConnection, timeoutMs: number): void {
   sock.once('connect', () => sock.end(w.cancelRequest(conn.pid, conn.secret)));
   sock.on('error', () => sock.destroy());
   sock.on('close', () => clearTimeout(t));
-}
-
-/** Random 32-bit value for pgrouter's own BackendKeyData secrets. */
-export function randomInt32(): number {
-  return randomInt32Pooled();
 }

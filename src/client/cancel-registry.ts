@@ -2,7 +2,7 @@
 // a CancelRequest carrying that pair is passed on to the backend connections the session is
 // using, with their real keys.
 
-import { randomInt32 } from '../backend/connection.ts';
+import { randomInt32Pooled } from '../util/random-pool.ts';
 
 /** What a session offers to the cancel path. */
 export interface Cancellable {
@@ -12,13 +12,13 @@ export interface Cancellable {
 
 export class CancelRegistry {
   private readonly sessions = new Map<number, Cancellable>();
-  private next = (randomInt32() & 0x3fffffff) | 1;
+  private next = (randomInt32Pooled() & 0x3fffffff) | 1;
 
   /** A fresh pid-like key for a new session (never 0, never reused while in use). */
   allocate(): { pid: number; secret: number } {
     do this.next = this.next >= 0x7ffffffe ? 1 : this.next + 1;
     while (this.sessions.has(this.next));
-    return { pid: this.next, secret: randomInt32() };
+    return { pid: this.next, secret: randomInt32Pooled() };
   }
 
   add(pid: number, s: Cancellable): void {

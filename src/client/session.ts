@@ -221,7 +221,7 @@ export class Session implements ReplySink, ClientChannel {
     if (rest.length > 0) this.framer.feed(rest, this.onAuthFrame);
     this.sock.resume();
     const slot = this.ctx.admission.tryAcquire();
-    if (slot !== null) this.releaseSlot = await slot;
+    if (slot !== null) this.releaseSlot = slot;
     else {
       this.abort = new AbortController();
       this.releaseSlot = await this.ctx.admission.acquire(this.abort.signal);

@@ -429,7 +429,7 @@ export class TransactionDispatcher implements LaneClient {
       const type = f[0];
       if (type === Frontend.Query) {
         const sql = (r.sql ??= f.toString('utf8', 5, f.length - 1));
-        this.consider(s, classify(sql), sql, statementModeOf);
+        this.consider(s, classify(sql), sql);
         continue;
       }
       if (type !== Frontend.Parse && type !== Frontend.Bind && type !== Frontend.Describe && type !== Frontend.Close) continue;
@@ -467,9 +467,9 @@ export class TransactionDispatcher implements LaneClient {
   }
 
   /** One statement of the request being planned: its mode, and whether it must run on the primary. */
-  private consider(s: RouteSettings, c: Classification, sql: string, known: Mode | typeof statementModeOf): void {
+  private consider(s: RouteSettings, c: Classification, sql: string, known?: Mode): void {
     this.planKinds.push(c.kind);
-    const m = known === statementModeOf ? statementMode(c, sql) : known;
+    const m = known ?? statementMode(c, sql);
     if (m > this.planMode) this.planMode = m;
     if (mayChangeCatalogFacts(c)) catalogCache.forget(this.facts);
     // Inside a held lane everything runs on the primary: no balancing rule to ask.
@@ -519,10 +519,9 @@ export class TransactionDispatcher implements LaneClient {
     if (!s.loadBalance) return primary;
     if (!s.statementLevel) {
       const n = this.host.cluster().node(this.lbNodeId);
-      return n !== undefined && isUsable(n) && (n.id === primary || lagOverThreshold(n.lag, s) === 0) ? n.id : primary;
+      return n !== undefined && readsMayGo(n, primary, s) ? n.id : primary;
     }
-    const ok = (n: ClusterNode): boolean => isUsable(n) && (n.id === primary || lagOverThreshold(n.lag, s) === 0);
-    return weightedChoice(this.host.cluster().nodes, Math.random, ok)?.id ?? primary;
+    return weightedChoice(this.host.cluster().nodes, Math.random, (n) => readsMayGo(n, primary, s))?.id ?? primary;
   }
 
   /** Writes a request to `lane`, renaming the client's prepared statements to the lane's. */
@@ -724,7 +723,9 @@ export class TransactionDispatcher implements LaneClient {
   }
 }
 
-/** consider()'s `known` when the statement's mode is still to be worked out. */
-const statementModeOf = -1;
+/** A node a read may be balanced to: usable, and the primary or a replica within the lag thresholds. */
+function readsMayGo(n: ClusterNode, primary: number, s: RouteSettings): boolean {
+  return isUsable(n) && (n.id === primary || lagOverThreshold(n.lag, s) === 0);
+}
 
 const NO_STATE = { inTransaction: false, writing: false, pinned: false, tempTables: new Set<string>(), written: new Set<string>() };
