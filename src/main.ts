@@ -55,6 +55,7 @@ function sessionSettings(c: Config): SessionSettings {
     transactionPoolSize: s.transaction_pool_size,
     transactionPipelineDepth: s.transaction_pipeline_depth,
     transactionUnnamedStatementCache: s.transaction_unnamed_statement_cache,
+    transactionDeferBegin: s.transaction_defer_begin,
   };
 }
 

@@ -40,6 +40,8 @@ export interface SessionSettings {
   readonly transactionPipelineDepth: number;
   /** transaction_unnamed_statement_cache. */
   readonly transactionUnnamedStatementCache: boolean;
+  /** transaction_defer_begin. */
+  readonly transactionDeferBegin: boolean;
 }
 
 export interface ProxyContext {

@@ -462,6 +462,7 @@ export class Session implements ReplySink, ClientChannel {
       fail: (e: ProxyError) => this.fail(e),
       connectTimeoutMs: () => this.ctx.settings().connectTimeoutMs,
       cacheUnnamedStatements: () => this.ctx.settings().transactionUnnamedStatementCache,
+      deferBegin: () => this.ctx.settings().transactionDeferBegin,
       settled: () => {
         this.lastActivity = Date.now();
         if (this.ctx.draining()) this.drainIfIdle();

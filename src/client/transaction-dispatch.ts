@@ -20,7 +20,7 @@ import {
 import { sendCancel } from '../backend/connection.ts';
 import { describeNode } from '../backend/node.ts';
 import { isUsable, type ClusterNode } from '../pool/cluster.ts';
-import type { Lane, LaneClient } from '../pool/lane.ts';
+import type { Lane, LaneClient, OpensWith } from '../pool/lane.ts';
 import type { LaneGroup } from '../pool/lane-group.ts';
 import type { TransactionPool } from '../pool/transaction-pool.ts';
 import { ADMIN_COMMAND, type DispatchHost } from './dispatch.ts';
@@ -43,6 +43,8 @@ export interface TransactionHost extends Omit<DispatchHost, 'refuseWrite'> {
   connectTimeoutMs(): number;
   /** transaction_unnamed_statement_cache: keep repeated unnamed statements on the lanes. */
   cacheUnnamedStatements(): boolean;
+  /** transaction_defer_begin: answer a plain BEGIN here and send it with the next request. */
+  deferBegin(): boolean;
   /** Every request the session sent has been answered. */
   settled(): void;
 }
@@ -104,6 +106,9 @@ const NO_STATEMENT = 'pgrouter_closed';
 const MAX_QUEUED = 64;
 /** Server-side statements a lane keeps before the oldest are closed. */
 const MAX_LANE_STATEMENTS = 512;
+/** The end of a transaction opened by a deferred BEGIN, and PostgreSQL's tag for it. */
+const ROLLBACK_WORD = /^\s*(?:rollback|abort)\b/i;
+const START_WORD = /^\s*start\b/i;
 
 /** The mode a statement needs (see Mode). */
 export function statementMode(c: Classification, sql: string): Mode {
@@ -138,6 +143,11 @@ export class TransactionDispatcher implements LaneClient {
   private acquiring = false;
   private granted: Lane | null = null;
   private terminated = false;
+  /**
+   * The client's BEGIN was answered here and is still to be sent, in front of its next request
+   * (transaction_defer_begin): the transaction has not started on any server yet.
+   */
+  private beginPending = false;
   private readonly statements = new Map<string, ClientStatement>();
   private readonly facts: DatabaseFacts;
   private readonly catalog;
@@ -294,7 +304,7 @@ export class TransactionDispatcher implements LaneClient {
 
   /** True while the session holds a lane in a transaction (drain waits for it to end). */
   get inTransaction(): boolean {
-    return this.held !== null && (this.held.status !== TxStatus.Idle || this.openBatch);
+    return this.beginPending || (this.held !== null && (this.held.status !== TxStatus.Idle || this.openBatch));
   }
 
   private submit(r: Request): void {
@@ -331,16 +341,12 @@ export class TransactionDispatcher implements LaneClient {
       if (this.host.admin && ADMIN_COMMAND.test(sql)) {
         const reply = this.host.admin(sql, { user: this.host.user, database: this.host.database, loadBalanceNode: this.lbNodeId });
         if (reply !== undefined) {
-          const full = Buffer.concat([reply, w.readyForQuery(this.held?.status ?? TxStatus.Idle)]);
-          const lane = this.held ?? this.lane;
-          if (lane) {
-            this.inFlight++;
-            this.lane = lane;
-            lane.local(this, full);
-          } else this.host.writeClient(full);
+          const status = this.beginPending ? TxStatus.InTransaction : (this.held?.status ?? TxStatus.Idle);
+          this.answerHere(Buffer.concat([reply, w.readyForQuery(status)]));
           return true;
         }
       }
+      if (this.held === null && this.answersTransactionControl(sql)) return true;
     }
     const plan = (r.plan ??= this.plan(r));
     if (this.held) return this.send(this.held, r, false, plan);
@@ -367,6 +373,38 @@ export class TransactionDispatcher implements LaneClient {
     this.waitGroup = null;
     if (plan.mode !== Mode.Pipeline) this.hold(lane, group);
     return this.send(lane, r, false, plan);
+  }
+
+  /** A reply made here, after the replies still due to the client. */
+  private answerHere(reply: Buffer): void {
+    const lane = this.held ?? this.lane;
+    if (lane) {
+      this.inFlight++;
+      this.lane = lane;
+      lane.local(this, reply);
+    } else this.host.writeClient(reply);
+  }
+
+  /**
+   * transaction_defer_begin: a plain BEGIN (or START TRANSACTION) outside a transaction is
+   * answered here and sent in front of the next request, on the lane that request takes; a
+   * COMMIT or ROLLBACK right after it is answered here too, and nothing reaches a server. True
+   * when `sql` was answered.
+   */
+  private answersTransactionControl(sql: string): boolean {
+    if (!this.beginPending && !this.host.deferBegin()) return false;
+    const c = classify(sql);
+    if (!c.fast || c.tx === 'none') return false;
+    if (c.tx === 'begin') {
+      if (this.beginPending) return false; // a second BEGIN goes to the server, which warns about it
+      this.beginPending = true;
+      this.answerHere(Buffer.concat([w.commandComplete(START_WORD.test(sql) ? 'START TRANSACTION' : 'BEGIN'), w.readyForQuery(TxStatus.InTransaction)]));
+      return true;
+    }
+    if (!this.beginPending) return false;
+    this.beginPending = false;
+    this.answerHere(Buffer.concat([w.commandComplete(ROLLBACK_WORD.test(sql) ? 'ROLLBACK' : 'COMMIT'), w.readyForQuery(TxStatus.Idle)]));
+    return true;
   }
 
   /** The request waiting for a lane of `waitGroup` (only one at a time: `acquiring` holds the rest back). */
@@ -454,11 +492,13 @@ export class TransactionDispatcher implements LaneClient {
       }
     }
     r.named = named;
-    const mode = this.planMode as Mode;
+    // A deferred BEGIN goes in front of this request: it opens a transaction, on the primary.
+    const inTransaction = this.held !== null || this.beginPending;
+    const mode = this.beginPending && this.planMode === Mode.Pipeline ? Mode.Exclusive : (this.planMode as Mode);
     if (mode === Mode.Pin) this.planPrimary = true;
     const primary = this.planPrimary;
-    const node = primary || this.held ? this.primaryId : this.balanceNode(s);
-    const reason = this.pinned ? 'pinned_session' : this.held ? 'transaction' : primary ? this.planCategory : 'load_balance';
+    const node = primary || inTransaction ? this.primaryId : this.balanceNode(s);
+    const reason = this.pinned ? 'pinned_session' : inTransaction ? 'transaction' : primary ? this.planCategory : 'load_balance';
     for (const k of kinds) {
       this.host.stats.statement(node, k);
       this.host.stats.routed(node, reason);
@@ -472,8 +512,8 @@ export class TransactionDispatcher implements LaneClient {
     const m = known ?? statementMode(c, sql);
     if (m > this.planMode) this.planMode = m;
     if (mayChangeCatalogFacts(c)) catalogCache.forget(this.facts);
-    // Inside a held lane everything runs on the primary: no balancing rule to ask.
-    if (this.held !== null) return;
+    // Inside a transaction everything runs on the primary: no balancing rule to ask.
+    if (this.held !== null || this.beginPending) return;
     if (c.target !== 'either') {
       this.planPrimary = true;
       this.planCategory = c.target === 'all' ? 'session_command' : 'write';
@@ -533,6 +573,12 @@ export class TransactionDispatcher implements LaneClient {
     }
     if (r.end === 'flush') this.openBatch = true;
     else if (r.end === 'sync') this.openBatch = false;
+    let opens: OpensWith = 'none';
+    if (this.beginPending && !continuing) {
+      this.beginPending = false;
+      opens = r.end === 'query' || r.end === 'call' ? 'begin+sync' : 'begin';
+      this.host.stats.statement(lane.conn.node.id, 'other');
+    }
     const out: Buffer[] = [];
     let strip = 0;
     let answered = 0;
@@ -648,7 +694,7 @@ export class TransactionDispatcher implements LaneClient {
     this.lane = lane;
     // A request that only uses unnamed statements, one of them from the cache, can be sent again as the client wrote it.
     const retry = cached !== null && answered === 1 && !clientNamed ? { ...cached, bytes: Buffer.concat(r.frames) } : null;
-    lane.request(this, out, strip, prefix, registered, retry, r.end === 'sync' || r.end === 'query');
+    lane.request(this, out, strip, prefix, registered, retry, r.end === 'sync' || r.end === 'query', opens);
     return true;
   }
 

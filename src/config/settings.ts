@@ -617,6 +617,8 @@ export const SETTINGS = [
     doc: 'pool_mode = transaction: requests queued on one shared backend connection before another is opened' },
   { name: 'transaction_unnamed_statement_cache', type: 'boolean', default: true, pgrouter: true, context: 'reload', ...OK,
     doc: 'pool_mode = transaction: an unnamed statement (an extended-protocol Parse with an empty name) that a shared backend connection has seen before is kept there under a name of pgrouter\'s and reused by autocommit requests, so the server does not parse and plan the same text again; off sends every unnamed Parse to the server' },
+  { name: 'transaction_defer_begin', type: 'boolean', default: true, pgrouter: true, context: 'reload', ...OK,
+    doc: 'pool_mode = transaction: a plain BEGIN (or START TRANSACTION) is answered by pgrouter and sent to the primary in front of the transaction\'s first statement, in the same write, which saves a round trip to the server per transaction (and a COMMIT or ROLLBACK right after it never reaches a server); now() and xact_start are then the time of that first statement rather than of the BEGIN. off sends each BEGIN on its own' },
   { name: 'pgrouter_admin_users', type: 'list', separator: ',', default: [], pgrouter: true, context: 'reload', ...OK,
     doc: 'Users allowed to run PGPOOL DETACH NODE and PGPOOL ATTACH NODE (comma-separated); empty allows nobody' },
 ] as const satisfies readonly SettingDef[];

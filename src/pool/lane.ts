@@ -1,13 +1,14 @@
 // One backend connection shared by transaction-pooled sessions (pool_mode = transaction). Requests
 // of several clients are written to it back to back, several per write (pipelined), and its reply
 // stream is cut at each ReadyForQuery and handed, in order, to the client whose request it answers.
-// It also keeps the server-side names of the prepared statements parsed on this connection.
+// It also keeps the server-side names of the prepared statements parsed on this connection, and
+// sends a client's deferred BEGIN in front of the first request of its transaction.
 
 import type { ReplySink, ServerConnection } from '../backend/connection.ts';
 import { Backend, TxStatus } from '../protocol/codes.ts';
 import { decodeErrorFields } from '../protocol/error-response.ts';
 import { closeStatement } from '../protocol/statement-names.ts';
-import { sync } from '../protocol/writer.ts';
+import { bind, execute, parse, sync } from '../protocol/writer.ts';
 
 /** What a lane needs from a client session. */
 export interface LaneClient {
@@ -41,6 +42,25 @@ export interface Retry {
   readonly bytes: Buffer;
 }
 
+/**
+ * A client's BEGIN answered by pgrouter and sent in front of its next request (see
+ * transaction_defer_begin): `begin` for a request that ends in the client's own Sync (an
+ * extended-protocol batch), `begin+sync` for a Query or FunctionCall, which gets a Sync of
+ * pgrouter's after it.
+ */
+export type OpensWith = 'none' | 'begin' | 'begin+sync';
+
+/**
+ * The deferred BEGIN, in the extended protocol and without a Sync: should it fail, the server
+ * skips the client's request up to the next Sync, so the request never runs outside the
+ * transaction the client asked for. Its ParseComplete, BindComplete and CommandComplete are dropped.
+ */
+const DEFERRED_BEGIN = Buffer.concat([parse('', 'BEGIN'), bind('', ''), execute('')]);
+const SYNC = sync();
+/** CommandComplete "BEGIN": 'C', Int32 length, "BEGIN\0". */
+const BEGIN_COMPLETE_BYTES = 11;
+const READY_BYTES = 6;
+
 /** A request written to the lane, waiting for its ReadyForQuery. */
 interface Pending {
   readonly client: LaneClient;
@@ -67,6 +87,14 @@ interface Pending {
   retry: Retry | null;
   /** Its replies are being dropped up to its ReadyForQuery, and it is then sent again. */
   swallow: boolean;
+  /** Leading replies of a deferred BEGIN still to drop (its BindComplete and CommandComplete; its ParseComplete counts in `strip`). */
+  lead: number;
+  /**
+   * A deferred BEGIN's Sync follows the request (OpensWith 'begin+sync'): 1 while the client's
+   * own ReadyForQuery is to come, 2 once it has passed (the next one, pgrouter's, is dropped and
+   * ends the request), 0 otherwise.
+   */
+  extraReady: number;
 }
 
 /** Server-side statement names are unique in the process, so a reused connection never sees one twice. */
@@ -178,9 +206,27 @@ export class Lane implements ReplySink {
     registered: readonly string[] | null,
     retry: Retry | null = null,
     replyFollows = false,
+    opens: OpensWith = 'none',
   ): void {
-    this.push({ client, strip, prefix, replyFollows, local: null, registered, failed: false, sentAt: performance.now(), retry, swallow: false });
-    for (const b of bytes) this.put(b);
+    const begin = opens !== 'none';
+    this.push({
+      client,
+      strip: begin ? strip + 1 : strip,
+      prefix,
+      replyFollows,
+      local: null,
+      registered,
+      failed: false,
+      sentAt: performance.now(),
+      retry,
+      swallow: false,
+      lead: begin ? 2 : 0,
+      extraReady: opens === 'begin+sync' ? 1 : 0,
+    });
+    if (begin) this.stageBytes(DEFERRED_BEGIN);
+    for (const b of bytes) this.stageBytes(b);
+    if (opens === 'begin+sync') this.stageBytes(SYNC);
+    this.kick();
   }
 
   /** Bytes that belong to a request already in flight (after a Flush, COPY data). */
@@ -198,7 +244,7 @@ export class Lane implements ReplySink {
 
   /** A reply made by pgrouter, delivered after the client's replies still in flight here. */
   local(client: LaneClient, reply: Buffer): void {
-    this.push({ client, strip: 0, prefix: null, replyFollows: false, local: reply, registered: null, failed: false, sentAt: 0, retry: null, swallow: false });
+    this.push({ client, strip: 0, prefix: null, replyFollows: false, local: reply, registered: null, failed: false, sentAt: 0, retry: null, swallow: false, lead: 0, extraReady: 0 });
   }
 
   private push(p: Pending): void {
@@ -218,6 +264,12 @@ export class Lane implements ReplySink {
   }
 
   private put(b: Buffer): void {
+    this.stageBytes(b);
+    this.kick();
+  }
+
+  /** Adds bytes to the stage (a request's parts go out in one write; see kick). */
+  private stageBytes(b: Buffer): void {
     if (this.staged + b.length > this.stage.length) {
       if (this.staged > 0) this.flush();
       if (b.length > this.stage.length) {
@@ -227,7 +279,11 @@ export class Lane implements ReplySink {
     }
     b.copy(this.stage, this.staged);
     this.staged += b.length;
-    // A held lane carries one client's requests only: nothing to wait for.
+  }
+
+  /** Writes the stage now on a held lane (one client's requests only: nothing to wait for), else at the end of this event-loop turn. */
+  private kick(): void {
+    if (this.staged === 0) return;
     if (this.holder !== null) {
       this.flush();
       return;
@@ -296,6 +352,10 @@ export class Lane implements ReplySink {
         this.skip = 5;
         continue;
       }
+      if (p !== null && (p.lead > 0 || p.extraReady > 0) && this.deferredBegin(p, type, chunk, i, n, from)) {
+        from = i;
+        continue;
+      }
       if (p !== null && p.retry !== null && !p.swallow) {
         // The request's first reply: a stale cached statement means dropping its replies and sending it again.
         if (type === Backend.ErrorResponse && staleStatement(chunk, i, n)) {
@@ -333,11 +393,56 @@ export class Lane implements ReplySink {
     this.rem = Math.max(0, len - 4);
   }
 
+  /**
+   * The replies around a deferred BEGIN, at the start of a message of request `p`: true when the
+   * message is dropped (the bytes before it have gone to the client and `skip` covers it).
+   */
+  private deferredBegin(p: Pending, type: number, chunk: Buffer, i: number, n: number, from: number): boolean {
+    if (p.lead > 0) {
+      if (type === Backend.BindComplete || type === Backend.CommandComplete) {
+        if (i > from) this.toClient(chunk.subarray(from, i));
+        p.lead--;
+        this.skip = n - i >= 5 ? 1 + chunk.readInt32BE(i + 1) : type === Backend.BindComplete ? 5 : BEGIN_COMPLETE_BYTES;
+        return true;
+      }
+      if (type === Backend.ErrorResponse) {
+        // The BEGIN failed: the server skips the request up to the next Sync, whose
+        // ReadyForQuery ends it. The client gets the error as its request's.
+        p.lead = 0;
+        p.extraReady = 0;
+      }
+      return false;
+    }
+    if (type === Backend.CopyInResponse || type === Backend.CopyBothResponse) {
+      // The server ignores a Sync that comes during COPY FROM STDIN: pgrouter's is gone.
+      if (p.extraReady === 1) p.extraReady = 0;
+      return false;
+    }
+    if (type !== Backend.ReadyForQuery || p.extraReady !== 2) return false;
+    // pgrouter's Sync's ReadyForQuery: dropped, and the request is done.
+    if (i > from) this.toClient(chunk.subarray(from, i));
+    this.skip = READY_BYTES;
+    p.extraReady = 0;
+    this.answered(this.status);
+    return true;
+  }
+
   /** A ReadyForQuery ended at `to`: the head request is answered. */
   private ready(chunk: Buffer, from: number, to: number, status: number): void {
     this.status = status;
     if (to > from) this.toClient(chunk.subarray(from, to));
     if (this.inFlight === 0) return; // one nobody asked for: already given to the holder
+    const p = this.fifo[this.head]!;
+    if (p.extraReady === 1) {
+      // The client's own ReadyForQuery: it has its whole reply. pgrouter's Sync's is next.
+      p.extraReady = 2;
+      return;
+    }
+    this.answered(status);
+  }
+
+  /** The head request's last reply has come: it leaves the FIFO and its client is told. */
+  private answered(status: number): void {
     const p = this.fifo[this.head]!;
     this.fifo[this.head++] = undefined as never;
     if (this.head > 64 && this.head * 2 > this.fifo.length) {
@@ -361,7 +466,7 @@ export class Lane implements ReplySink {
       // Nothing of it reached the client, not even its prefix (that waits for the reply's first
       // bytes): the server's own ParseComplete takes the prefix's place.
       this.dropStatement(p.retry!);
-      this.push({ ...p, strip: 0, prefix: null, registered: null, failed: false, retry: null, swallow: false });
+      this.push({ ...p, strip: 0, prefix: null, registered: null, failed: false, retry: null, swallow: false, lead: 0, extraReady: 0 });
       this.put(p.retry!.bytes);
     } else {
       this.conn.latency?.observe((this.headSince - p.sentAt) / 1000);
@@ -397,7 +502,7 @@ export class Lane implements ReplySink {
    * name the server does not have is answered with CloseComplete as well.
    */
   private closeOnServer(names: readonly string[]): void {
-    this.push({ client: NOBODY, strip: 0, prefix: null, replyFollows: false, local: null, registered: null, failed: false, sentAt: 0, retry: null, swallow: false });
+    this.push({ client: NOBODY, strip: 0, prefix: null, replyFollows: false, local: null, registered: null, failed: false, sentAt: 0, retry: null, swallow: false, lead: 0, extraReady: 0 });
     this.put(Buffer.concat([...names.map(closeStatement), sync()]));
   }
 

@@ -1,6 +1,7 @@
 // Builders for the messages pgrouter writes itself, to clients (authentication requests,
 // ParameterStatus, BackendKeyData, ReadyForQuery, ErrorResponse, result sets) and to backends
-// (StartupMessage, PasswordMessage, SASL responses, Query, CancelRequest). Pure, no I/O.
+// (StartupMessage, PasswordMessage, SASL responses, Query, Parse, Bind, Execute, Sync,
+// CancelRequest). Pure, no I/O.
 
 import { AuthCode, RequestCode } from './codes.ts';
 
@@ -11,9 +12,9 @@ function header(type: number, bodyLen: number): Buffer {
   return b;
 }
 
-/** A message made of NUL-terminated strings. */
-function cstrings(type: number, ...parts: string[]): Buffer {
-  let len = 0;
+/** A message made of NUL-terminated strings, then `zeros` zero bytes (counts of empty lists, a zero row limit). */
+function cstringsThenZeros(type: number, zeros: number, ...parts: string[]): Buffer {
+  let len = zeros;
   for (const p of parts) len += Buffer.byteLength(p) + 1;
   const b = header(type, len);
   let at = 5;
@@ -21,8 +22,12 @@ function cstrings(type: number, ...parts: string[]): Buffer {
     at += b.write(p, at);
     b[at++] = 0;
   }
+  b.fill(0, at);
   return b;
 }
+
+/** A message made of NUL-terminated strings. */
+const cstrings = (type: number, ...parts: string[]): Buffer => cstringsThenZeros(type, 0, ...parts);
 
 function authInt(code: number, extra?: Buffer): Buffer {
   const b = header(0x52, 4 + (extra?.length ?? 0));
@@ -202,3 +207,12 @@ export function negotiateProtocolVersion(minor: number, unrecognized: readonly s
 export function sync(): Buffer {
   return header(0x53, 0);
 }
+
+/** Parse of `sql` as statement `name`, with no parameter types given. */
+export const parse = (name: string, sql: string): Buffer => cstringsThenZeros(0x50, 2, name, sql);
+
+/** Bind of statement `statement` to portal `portal`: no parameters, no parameter or result formats (text). */
+export const bind = (portal: string, statement: string): Buffer => cstringsThenZeros(0x42, 6, portal, statement);
+
+/** Execute of portal `portal`, all its rows (a row limit of 0). */
+export const execute = (portal: string): Buffer => cstringsThenZeros(0x45, 4, portal);

@@ -18,7 +18,9 @@ import { sql, waitForReplication } from '../../rig/cluster.ts';
 import type { Cluster, RigNode } from '../../rig/cluster.ts';
 import { getCluster } from '../harness/cluster.ts';
 import { startProxy, type ProxyHandle } from '../harness/proxy.ts';
-import { dataRowValues, errorField, RawClient, run, waitUntil, type RawMessage } from './clients-helpers.ts';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { copyStreams, cstring, dataRowValues, errorField, RawClient, run, waitUntil, type RawMessage } from './clients-helpers.ts';
 
 const PSQL = '/usr/bin/psql';
 const PGBENCH = '/usr/bin/pgbench';
@@ -60,6 +62,7 @@ const T = {
   disc: `${TAG}_disc`,
   copy: `${TAG}_copy`,
   copyLoad: `${TAG}_copyload`,
+  begin: `${TAG}_begin`,
 };
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -73,6 +76,7 @@ before(async () => {
     `CREATE TABLE ${T.err} (v int)`,
     `CREATE TABLE ${T.disc} (v text)`,
     `CREATE TABLE ${T.copyLoad} (k int, i int)`,
+    `CREATE TABLE ${T.begin} (who text, v int)`,
     ...Object.values(T).filter((t) => t !== T.copy).map((t) => `GRANT ALL ON ${t} TO PUBLIC`),
   ].join('; '));
   await sql(c, c.primary, `CREATE DATABASE ${BENCH_DB}`);
@@ -458,6 +462,140 @@ describe('explicit transactions', () => {
       assert.equal((await row<{ v: number }>(a, 'SELECT 7 AS v')).v, 7);
     } finally {
       await close(a);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+describe('a deferred BEGIN (transaction_defer_begin)', () => {
+  /** The same as `tx1` (one shared primary connection) with transaction_defer_begin off. */
+  let off: ProxyHandle;
+  before(async () => {
+    off = await startProxy(c, { conf: { ...BASE, load_balance_mode: 'off', transaction_pool_size: 1, transaction_defer_begin: 'off' } });
+  });
+  after(async () => {
+    await off?.stop('SIGKILL').catch(() => undefined);
+  });
+
+  /** How long after the transaction began (now()) the statement after a 300 ms pause started. */
+  async function gapAfterBegin(p: ProxyHandle): Promise<number> {
+    const a = await connect(p);
+    try {
+      await a.query('BEGIN');
+      await sleep(300);
+      const r = await row<{ ms: number; port: number }>(a,
+        'SELECT (extract(epoch FROM statement_timestamp() - now()) * 1000)::float8 AS ms, inet_server_port() AS port');
+      await a.query('COMMIT');
+      assert.equal(r.port, c.primary.port, 'the transaction runs on the primary');
+      return r.ms;
+    } finally {
+      await close(a);
+    }
+  }
+
+  test('the BEGIN reaches the server with the first statement: the transaction starts then; with the setting off, at the BEGIN', async () => {
+    const deferred = await gapAfterBegin(tx);
+    assert.ok(deferred < 100, `transaction began ${deferred} ms before its first statement`);
+    const sent = await gapAfterBegin(off);
+    assert.ok(sent >= 290, `with transaction_defer_begin = off the transaction began only ${sent} ms before its first statement`);
+  });
+
+  test('a client between BEGIN and its first statement holds no server connection: on a pool of one, another client runs meanwhile', async () => {
+    for (const [p, deferred] of [[tx1, true], [off, false]] as const) {
+      const a = await connect(p, { user: 'md5' });
+      const b = await connect(p, { user: 'md5' });
+      try {
+        await a.query('BEGIN');
+        const raced = await Promise.race([b.query('SELECT 1 AS v').then(() => 'ran'), sleep(1000).then(() => 'waited')]);
+        assert.equal(raced, deferred ? 'ran' : 'waited', deferred ? 'B waited for A\'s idle BEGIN' : 'with the setting off B ran inside a held connection');
+        await a.query(`INSERT INTO ${T.begin} VALUES ('hold', 1)`);
+        await a.query('ROLLBACK');
+        assert.equal((await row<{ v: number }>(b, 'SELECT 2 AS v')).v, 2);
+      } finally {
+        await close(a, b);
+      }
+    }
+    assert.equal(await direct(c.primary, `SELECT count(*) FROM ${T.begin} WHERE who = 'hold'`), '0');
+  });
+
+  test('the exact replies: BEGIN / START TRANSACTION answered with status T; COMMIT, END, ROLLBACK and ABORT right after, with status I', async () => {
+    const md5 = c.users.md5;
+    const raw = await RawClient.connect({ host: tx1.host, port: tx1.port, user: md5.name, password: md5.password, database: c.database });
+    const ref = await RawClient.connect({ host: c.primary.host, port: c.primary.port, user: md5.name, password: md5.password, database: c.database });
+    try {
+      const pairs = [['BEGIN', 'COMMIT'], ['start transaction;', 'END'], ['begin work', 'rollback'], ['BEGIN TRANSACTION', 'ABORT']];
+      for (const [open, end] of pairs) {
+        const seen: string[] = [];
+        for (const rc of [ref, raw]) {
+          const lines: string[] = [];
+          for (const q of [open!, end!]) {
+            rc.write(serialize.query(q));
+            const ms = await rc.untilReady();
+            lines.push(ms.map((m) => (m.type === 'C' ? `C:${cstring(m.body)}` : m.type === 'Z' ? `Z:${String.fromCharCode(m.body[0]!)}` : m.type)).join(' '));
+          }
+          seen.push(lines.join(' | '));
+        }
+        assert.equal(seen[1], seen[0], `${open} / ${end}: pgrouter's replies differ from PostgreSQL's`);
+      }
+    } finally {
+      raw.terminate();
+      ref.terminate();
+    }
+  });
+
+  test('the first statement after BEGIN fails: the transaction is aborted as in PostgreSQL, and ROLLBACK ends it', async () => {
+    const a = await connect(tx);
+    try {
+      await a.query('BEGIN');
+      await rejectsWith(a.query('SELECT 1/0'), '22012');
+      await rejectsWith(a.query('SELECT 1'), '25P02');
+      await a.query('ROLLBACK');
+      const r = await row<{ fresh: boolean; x: string | null }>(a, 'SELECT now() = statement_timestamp() AS fresh, txid_current_if_assigned()::text AS x');
+      assert.deepEqual([r.fresh, r.x], [true, null], 'autocommit again after ROLLBACK');
+    } finally {
+      await close(a);
+    }
+  });
+
+  test('first statements of every shape: extended protocol, a multi-statement string, COPY FROM STDIN; COMMIT keeps them, ROLLBACK drops them', async () => {
+    for (const [end, who] of [['COMMIT', 'kept'], ['ROLLBACK', 'dropped']] as const) {
+      const a = await connect(tx);
+      try {
+        await a.query('BEGIN');
+        await a.query(`INSERT INTO ${T.begin} VALUES ($1, $2)`, [`${who}-ext`, 1]);
+        await a.query(end);
+        await a.query('BEGIN');
+        await a.query(`INSERT INTO ${T.begin} VALUES ('${who}-multi', 1); INSERT INTO ${T.begin} VALUES ('${who}-multi', 2)`);
+        await a.query(end);
+        await a.query('BEGIN');
+        await pipeline(Readable.from([`${who}-copy\t1\n${who}-copy\t2\n${who}-copy\t3\n`]), a.query(copyStreams.from(`COPY ${T.begin} FROM STDIN`)));
+        const inside = await row<{ n: number }>(a, `SELECT count(*)::int AS n FROM ${T.begin} WHERE who = '${who}-copy'`);
+        assert.equal(inside.n, 3, 'the copied rows are visible inside the transaction');
+        await a.query(end);
+        assert.equal((await row<{ v: number }>(a, 'SELECT 5 AS v')).v, 5, 'the session goes on after COPY');
+      } finally {
+        await close(a);
+      }
+      const counts = await direct(c.primary, `SELECT string_agg(who || '=' || n, ',' ORDER BY who) FROM (SELECT who, count(*) AS n FROM ${T.begin} WHERE who LIKE '${who}-%' GROUP BY who) s`);
+      assert.equal(counts, end === 'COMMIT' ? `${who}-copy=3,${who}-ext=1,${who}-multi=2` : '', `after ${end}`);
+    }
+  });
+
+  test('postgres.js transactions (sql.begin) through it: committed and rolled back as asked', async () => {
+    const su = c.users.superuser;
+    const js = postgres({ host: tx.host, port: tx.port, user: su.name, password: su.password, database: c.database, max: 2, onnotice: () => undefined });
+    try {
+      await js.begin(async (q) => {
+        await q`INSERT INTO ${q(T.begin)} VALUES ('js-commit', 1)`;
+        await q`INSERT INTO ${q(T.begin)} VALUES ('js-commit', 2)`;
+      });
+      await assert.rejects(js.begin(async (q) => {
+        await q`INSERT INTO ${q(T.begin)} VALUES ('js-rollback', 1)`;
+        throw new Error('roll it back');
+      }), /roll it back/);
+      assert.equal(await direct(c.primary, `SELECT string_agg(who || '=' || n, ',' ORDER BY who) FROM (SELECT who, count(*) AS n FROM ${T.begin} WHERE who LIKE 'js-%' GROUP BY who) s`), 'js-commit=2');
+    } finally {
+      await js.end();
     }
   });
 });

@@ -154,6 +154,84 @@ describe('lane reply splitting', () => {
   });
 });
 
+describe('a deferred BEGIN in front of a request (transaction_defer_begin)', () => {
+  // What pgrouter writes in front: Parse/Bind/Execute of "BEGIN" in the unnamed statement, no Sync.
+  const beginExtended = Buffer.concat([
+    msg('P', Buffer.concat([cstr('', 'BEGIN'), Buffer.from([0, 0])])),
+    msg('B', Buffer.concat([cstr('', ''), Buffer.from([0, 0, 0, 0, 0, 0])])),
+    msg('E', Buffer.concat([cstr(''), Buffer.from([0, 0, 0, 0])])),
+  ]);
+  const beginReplies = Buffer.concat([msg('1'), msg('2'), msg('C', cstr('BEGIN'))]);
+  const update = msg('Q', cstr('UPDATE t SET v = 1'));
+  const error = msg('E', 'SERROR\0C57014\0Mcanceling statement due to user request\0\0');
+
+  /** Feeds `bytes` whole and cut into pieces of every size up to 13, each time into a fresh held lane. */
+  function feed(opens: 'begin' | 'begin+sync', request: Buffer[], bytes: Buffer, check: (c: Client, written: Buffer) => void): void {
+    for (const step of [0, 1, 2, 3, 5, 6, 11, 13]) {
+      const { conn, written } = fakeConn();
+      const lane = new Lane(conn, owner);
+      const c = new Client();
+      lane.holder = c;
+      lane.request(c, request, 0, null, null, null, true, opens);
+      if (step === 0) lane.onReply(conn, bytes);
+      else for (let i = 0; i < bytes.length; i += step) lane.onReply(conn, bytes.subarray(i, i + step));
+      assert.equal(written.length, 1, 'the BEGIN, the request and the Sync go out in one write');
+      check(c, written[0]!);
+      assert.equal(lane.inFlight, 0, `step ${step}: the request is done`);
+    }
+  }
+
+  test('a Query: BEGIN in front, a Sync after; the client sees only its own replies and one ReadyForQuery', () => {
+    const own = Buffer.concat([msg('C', cstr('UPDATE 1')), ready('T')]);
+    feed('begin+sync', [update], Buffer.concat([beginReplies, own, ready('T')]), (c, written) => {
+      assert.deepEqual(written, Buffer.concat([beginExtended, update, msg('S')]));
+      assert.deepEqual(c.bytes, own);
+      assert.deepEqual(c.done, [0x54]);
+    });
+  });
+
+  test('a Query that fails inside the transaction: the error and its E status reach the client, the Sync reply does not', () => {
+    const own = Buffer.concat([msg('E', 'SERROR\0C22012\0Mdivision by zero\0\0'), ready('E')]);
+    feed('begin+sync', [update], Buffer.concat([beginReplies, own, ready('E')]), (c) => {
+      assert.deepEqual(c.bytes, own);
+      assert.deepEqual(c.done, [0x45]);
+    });
+  });
+
+  test('the BEGIN itself fails: the server skips the request up to the Sync, so the client gets the error and status I', () => {
+    feed('begin+sync', [update], Buffer.concat([msg('1'), error, ready('I')]), (c) => {
+      assert.deepEqual(c.bytes, Buffer.concat([error, ready('I')]));
+      assert.deepEqual(c.done, [0x49]);
+    });
+  });
+
+  test('COPY FROM STDIN: the server ignores the Sync during copy-in, so one ReadyForQuery ends the request', () => {
+    const own = Buffer.concat([msg('G', Buffer.from([0, 0, 0])), msg('C', cstr('COPY 2')), ready('T')]);
+    feed('begin+sync', [msg('Q', cstr('COPY t FROM STDIN'))], Buffer.concat([beginReplies, own]), (c) => {
+      assert.deepEqual(c.bytes, own);
+      assert.deepEqual(c.done, [0x54]);
+    });
+  });
+
+  test('an extended-protocol batch ends in its own Sync: no Sync of pgrouter\'s', () => {
+    const batch = [msg('B', Buffer.concat([cstr('', 's1'), Buffer.from([0, 0, 0, 0, 0, 0])])), msg('E', Buffer.concat([cstr(''), Buffer.from([0, 0, 0, 0])])), msg('S')];
+    const own = Buffer.concat([msg('2'), msg('D', 'row'), msg('C', cstr('SELECT 1')), ready('T')]);
+    feed('begin', batch, Buffer.concat([beginReplies, own]), (c, written) => {
+      assert.deepEqual(written, Buffer.concat([beginExtended, ...batch]));
+      assert.deepEqual(c.bytes, own);
+      assert.deepEqual(c.done, [0x54]);
+    });
+  });
+
+  test('a notice in front of the BEGIN\'s replies still reaches the client', () => {
+    const notice = msg('N', 'SWARNING\0C01000\0Mhello\0\0');
+    const own = Buffer.concat([msg('C', cstr('UPDATE 1')), ready('T')]);
+    feed('begin+sync', [update], Buffer.concat([msg('1'), notice, msg('2'), msg('C', cstr('BEGIN')), own, ready('T')]), (c) => {
+      assert.deepEqual(c.bytes, Buffer.concat([notice, own]));
+    });
+  });
+});
+
 describe('statement names', () => {
   const parse = msg('P', Buffer.concat([cstr('stmt1', 'SELECT $1::int'), Buffer.from([0, 1, 0, 0, 0, 23])]));
   const bind = msg('B', Buffer.concat([cstr('portal', 'stmt1'), Buffer.from([0, 0, 0, 0, 0, 0])]));
