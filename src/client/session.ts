@@ -35,6 +35,12 @@ const ROUTE_FIELDS = [
 ] as const;
 
 const frontendLimit = (type: number): number => (LARGE_FRONTEND_TYPES.has(type) ? MessageLimit.large : MessageLimit.small);
+/**
+ * Read buffer of a client socket. Clients send requests, which are small: 16 KiB instead of the
+ * backends' 64 KiB keeps a short session's off-heap allocation, and so the full garbage
+ * collections it triggers, four times smaller (a larger message is read over several reads).
+ */
+const CLIENT_READ_BUFFER = 16 * 1024;
 
 type Phase = 'startup' | 'auth' | 'ready' | 'closed';
 
@@ -421,7 +427,7 @@ export class Session implements ReplySink, ClientChannel {
     if (shared) this.txd = new TransactionDispatcher(this.transactionHost());
     if (!this.ssl) {
       // From here on the client's bytes are read into a reused buffer (no stream machinery).
-      const moved = moveToUserBuffer(this.sock, this.onData, () => this.txd?.holdsClientChunk() ?? this.dispatcher?.holdsClientChunk() ?? false);
+      const moved = moveToUserBuffer(this.sock, this.onData, () => this.txd?.holdsClientChunk() ?? this.dispatcher?.holdsClientChunk() ?? false, CLIENT_READ_BUFFER);
       if (moved) {
         this.sock = moved;
         moved.on('error', () => this.close());

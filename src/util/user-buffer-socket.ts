@@ -25,6 +25,7 @@ export function moveToUserBuffer(
   sock: net.Socket,
   onChunk: (chunk: Buffer) => void,
   chunkStillInUse: () => boolean,
+  size = CHUNK,
 ): net.Socket | null {
   const inner = sock as unknown as SocketInternals;
   // PGROUTER_STREAM_READS=1 keeps Node's ordinary 'data' path (for A/B measurements in bench/).
@@ -34,13 +35,13 @@ export function moveToUserBuffer(
   const handle = inner._handle;
   sock.removeAllListeners();
   inner._handle = null;
-  let buf = Buffer.allocUnsafe(CHUNK);
+  let buf = Buffer.allocUnsafe(size);
   const moved = new net.Socket({
     handle: handle as never,
     onread: {
       // Called after each read's callback: reuse the buffer unless its bytes are still needed.
       buffer: () => {
-        if (chunkStillInUse()) buf = Buffer.allocUnsafe(CHUNK);
+        if (chunkStillInUse()) buf = Buffer.allocUnsafe(size);
         return buf;
       },
       callback: (n: number, b: Uint8Array) => {
