@@ -690,8 +690,14 @@ export class Session implements ReplySink, ClientChannel {
     this.releaseSlot?.();
     this.releaseSlot = null;
     if (!this.sock.destroyed) {
-      this.sock.end();
-      setTimeout(() => this.sock.destroy(), 5000).unref();
+      // A client that does not close its end in time is cut off. The timer goes as soon as the
+      // socket closes: kept for its 5 s, it would keep every ended session alive that long, and
+      // under a new connection per transaction they would all reach the old generation.
+      const sock = this.sock;
+      sock.end();
+      const cutOff = setTimeout(() => sock.destroy(), 5000);
+      cutOff.unref();
+      sock.once('close', () => clearTimeout(cutOff));
     }
     this.ctx.sessionEnded(this);
   }
