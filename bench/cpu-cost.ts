@@ -1,6 +1,7 @@
 // CPU cost per transaction of each proxy: runs a pgbench workload against each target in turn
-// (interleaved rounds) and reads the target process tree's CPU time (utime+stime from /proc)
-// around each run. Unlike TPS, a proxy's own microseconds of CPU per transaction move little
+// (interleaved rounds) and reads the target process tree's CPU time (utime and stime from /proc,
+// reported apart: the kernel's share is mostly the sockets, user space is the proxy's own code)
+// around each run; TPC-B runs start from a vacuumed rig, as in bench/run.ts. Unlike TPS, a proxy's own microseconds of CPU per transaction move little
 // when other work shares the cores, so this compares efficiency even on a busy machine. The
 // `relay` target (bench/floor/relay.ts) is the floor of any Node.js proxy on this I/O path;
 // `pgrouter-txn` is pgrouter with pool_mode = 'transaction' (bench/targets/pgrouter.ts).
@@ -14,9 +15,9 @@ import { startCluster, stopCluster, type Cluster } from '../rig/cluster.ts';
 import { parsePgrouterConf, startPgrouter } from './targets/pgrouter.ts';
 import { startPgbouncer } from './targets/pgbouncer.ts';
 import { startPgpool } from './targets/pgpool.ts';
-import { runPgbench } from './lib/pgbench.ts';
+import { resetTpcb, runPgbench } from './lib/pgbench.ts';
 import { WORKLOADS } from './lib/workloads.ts';
-import { treeCpuSeconds } from './lib/cpu.ts';
+import { treeCpuSplit } from './lib/cpu.ts';
 import { startRelay, type RunningRelay } from './targets/relay.ts';
 
 function arg(name: string, dflt: string): string {
@@ -66,36 +67,42 @@ try {
   for (const wid of workloads) {
     const w = WORKLOADS.find((x) => x.id === wid);
     if (!w) throw new Error(`unknown workload ${wid}`);
-    const perTarget = new Map<string, Array<{ tps: number; cores: number; us: number }>>();
+    const perTarget = new Map<string, Array<{ tps: number; cores: number; us: number; user: number; system: number }>>();
     for (let r = 0; r < rounds; r++)
       for (const [name, t] of running) {
+        if (w.writes) await resetTpcb(c);
         await runPgbench(c, w, t.port, 2, 0); // warm-up
-        const cpu0 = treeCpuSeconds([t.pid]);
+        const cpu0 = treeCpuSplit([t.pid]);
         const t0 = Date.now();
         const res = await runPgbench(c, w, t.port, seconds, 0);
-        const cpu = treeCpuSeconds([t.pid]) - cpu0;
+        const cpu1 = treeCpuSplit([t.pid]);
+        const user = cpu1.user - cpu0.user;
+        const system = cpu1.system - cpu0.system;
+        const cpu = user + system;
         const wall = (Date.now() - t0) / 1000;
         const tx = res.ok ? (res.processed ?? 0) : 0;
         const list = perTarget.get(name) ?? [];
-        if (tx > 0) list.push({ tps: res.tps ?? 0, cores: cpu / wall, us: (cpu / tx) * 1e6 });
+        if (tx > 0) list.push({ tps: res.tps ?? 0, cores: cpu / wall, us: (cpu / tx) * 1e6, user: (user / tx) * 1e6, system: (system / tx) * 1e6 });
         perTarget.set(name, list);
         process.stderr.write(`cpu-cost: ${wid} ${name} round ${r + 1}: ${tx > 0 ? `${(res.tps ?? 0).toFixed(0)} TPS, ${((cpu / tx) * 1e6).toFixed(1)} µs/tx` : 'failed'}\n`);
       }
     for (const [name, list] of perTarget) {
       if (list.length === 0) {
-        rows.push(`| ${wid} | ${name} | failed | — | — | — |`);
+        rows.push(`| ${wid} | ${name} | failed | — | — | — | — | — |`);
         continue;
       }
-      const us = list.map((x) => x.us).sort((a, b) => a - b);
-      const med = us[Math.floor(us.length / 2)]!;
+      // The median round by total CPU per transaction, with its user/system split.
+      const sorted = [...list].sort((a, b) => a.us - b.us);
+      const med = sorted[Math.floor(sorted.length / 2)]!;
       const best = list.reduce((a, b) => (b.tps > a.tps ? b : a));
-      rows.push(`| ${wid} | ${name} | ${best.tps.toFixed(0)} | ${best.cores.toFixed(2)} | ${med.toFixed(1)} | ${us.map((u) => u.toFixed(1)).join(', ')} |`);
+      const every = list.map((x) => `${x.us.toFixed(1)} (${x.user.toFixed(1)} + ${x.system.toFixed(1)})`).join(', ');
+      rows.push(`| ${wid} | ${name} | ${best.tps.toFixed(0)} | ${best.cores.toFixed(2)} | ${med.us.toFixed(1)} | ${med.user.toFixed(1)} | ${med.system.toFixed(1)} | ${every} |`);
     }
   }
   const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
   console.log(`pgbench as in bench/run.ts (workloads above), ${seconds} s per run, ${rounds} interleaved rounds; load average at the end ${load}\n`);
-  console.log('| workload | target | best TPS | its CPU cores | proxy CPU µs/tx (median) | every round |');
-  console.log('|---|---|---:|---:|---:|---|');
+  console.log('| workload | target | best TPS | its CPU cores | proxy CPU µs/tx (median round) | of it user | of it system | every round: total (user + system) |');
+  console.log('|---|---|---:|---:|---:|---:|---:|---|');
   for (const r of rows) console.log(r);
 } finally {
   for (const t of running.values()) await t.stop();

@@ -13,7 +13,7 @@ import { latencyMarkdown, measureLatency } from './latency.ts';
 import { cpuSnapshot, foreignCores, postmasterPid, reapedChildrenSeconds } from './lib/cpu.ts';
 import { loadAverage, machineInfo, versions } from './lib/machine.ts';
 import { parseOptions, USAGE } from './lib/options.ts';
-import { pgbenchArgs, runPgbench, type PgbenchResult } from './lib/pgbench.ts';
+import { pgbenchArgs, resetTpcb, runPgbench, type PgbenchResult } from './lib/pgbench.ts';
 import { checkPrerequisites } from './lib/prereq.ts';
 import { killAllDaemonsSync } from './lib/proc.ts';
 import { renderReport, type Cell } from './lib/report.ts';
@@ -62,13 +62,6 @@ function foreignServers(c: Cluster): string {
   return others > 0
     ? `${others} other PostgreSQL server(s) not started by this run were up on the machine (e.g. other sessions' test rigs), so the machine was not idle.`
     : 'No other PostgreSQL servers were running on the machine.';
-}
-
-/** What pgbench without -n does before a run, done directly on the primary (not through the target). */
-async function resetTpcb(c: Cluster): Promise<void> {
-  await sql(c, c.primary, 'VACUUM pgbench_branches');
-  await sql(c, c.primary, 'VACUUM pgbench_tellers');
-  await sql(c, c.primary, 'TRUNCATE pgbench_history');
 }
 
 /**

@@ -23,16 +23,32 @@ function machineBusy(): number {
   return (f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0);
 }
 
-/** utime+stime (and, with `reaped`, cutime+cstime) of one process, in jiffies. */
-function procTime(pid: number, reaped: boolean): number {
+/** User and system jiffies of one process (with `reaped`, its waited-for children's too). */
+function procTimes(pid: number, reaped: boolean): { user: number; system: number } {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
     // f[0] is field 3 (state): utime = field 14 → f[11], stime f[12], cutime f[13], cstime f[14]
-    return (f[11] ?? 0) + (f[12] ?? 0) + (reaped ? (f[13] ?? 0) + (f[14] ?? 0) : 0);
+    return { user: (f[11] ?? 0) + (reaped ? (f[13] ?? 0) : 0), system: (f[12] ?? 0) + (reaped ? (f[14] ?? 0) : 0) };
   } catch {
-    return 0;
+    return { user: 0, system: 0 };
   }
+}
+
+/** User and system CPU seconds of the trees under `roots` so far (their reaped children included). */
+export function treeCpuSplit(roots: readonly number[]): { user: number; system: number } {
+  let user = 0;
+  let system = 0;
+  const seen = new Set<number>();
+  for (const r of roots)
+    for (const p of processTree(r)) {
+      if (seen.has(p)) continue;
+      seen.add(p);
+      const t = procTimes(p, true);
+      user += t.user;
+      system += t.system;
+    }
+  return { user: user / HZ, system: system / HZ };
 }
 
 /**
@@ -41,20 +57,8 @@ function procTime(pid: number, reaped: boolean): number {
  * pgbench runs that ended in between are not lost.
  */
 export function cpuSnapshot(roots: readonly number[]): CpuSnapshot {
-  let ours = 0;
-  const seen = new Set<number>();
-  for (const r of roots)
-    for (const p of processTree(r)) {
-      if (seen.has(p)) continue;
-      seen.add(p);
-      ours += procTime(p, true);
-    }
-  return { at: Date.now(), busy: machineBusy(), ours };
-}
-
-/** CPU seconds of the trees under `roots` so far (their reaped children included). */
-export function treeCpuSeconds(roots: readonly number[]): number {
-  return cpuSnapshot(roots).ours / HZ;
+  const t = treeCpuSplit(roots);
+  return { at: Date.now(), busy: machineBusy(), ours: Math.round((t.user + t.system) * HZ) };
 }
 
 /** Average number of cores busy with other work between two snapshots (≥ 0). */

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { Cluster } from '../../rig/cluster.ts';
+import { sql, type Cluster } from '../../rig/cluster.ts';
 import { PGBENCH_THREADS, type Workload } from './workloads.ts';
 
 /** What one pgbench run gave. Numbers are undefined when pgbench did not print them. */
@@ -164,4 +164,11 @@ export async function runPgbench(c: Cluster, w: Workload, port: number, seconds:
     outputTail: ok || errors.length > 0 ? '' : out.trim().split('\n').slice(-4).join(' / '),
     ok,
   };
+}
+
+/** What pgbench without -n does before a TPC-B run, done directly on the primary (not through the target). */
+export async function resetTpcb(c: Cluster): Promise<void> {
+  await sql(c, c.primary, 'VACUUM pgbench_branches');
+  await sql(c, c.primary, 'VACUUM pgbench_tellers');
+  await sql(c, c.primary, 'TRUNCATE pgbench_history');
 }
