@@ -109,6 +109,8 @@ const MAX_LANE_STATEMENTS = 512;
 /** The end of a transaction opened by a deferred BEGIN, and PostgreSQL's tag for it. */
 const ROLLBACK_WORD = /^\s*(?:rollback|abort)\b/i;
 const START_WORD = /^\s*start\b/i;
+/** The first word of a transaction-control statement: others are not classified a second time here. */
+const TX_WORD = /^\s*(?:begin|start|commit|end|rollback|abort)\b/i;
 
 /** The mode a statement needs (see Mode). */
 export function statementMode(c: Classification, sql: string): Mode {
@@ -392,7 +394,7 @@ export class TransactionDispatcher implements LaneClient {
    * when `sql` was answered.
    */
   private answersTransactionControl(sql: string): boolean {
-    if (!this.beginPending && !this.host.deferBegin()) return false;
+    if (!TX_WORD.test(sql) || (!this.beginPending && !this.host.deferBegin())) return false;
     const c = classify(sql);
     if (!c.fast || c.tx === 'none') return false;
     if (c.tx === 'begin') {
