@@ -1,9 +1,10 @@
 // CPU cost per transaction of each proxy: runs a pgbench workload against each target in turn
 // (interleaved rounds) and reads the target process tree's CPU time (utime and stime from /proc,
 // reported apart: the kernel's share is mostly the sockets, user space is the proxy's own code)
-// around each run; TPC-B runs start from a vacuumed rig, as in bench/run.ts. Unlike TPS, a proxy's own microseconds of CPU per transaction move little
-// when other work shares the cores, so this compares efficiency even on a busy machine. The
-// `relay` target (bench/floor/relay.ts) is the floor of any Node.js proxy on this I/O path;
+// around each run; TPC-B runs start from a vacuumed rig, as in bench/run.ts. Unlike TPS, a
+// proxy's own microseconds of CPU per transaction move little when other work shares the cores,
+// so this compares efficiency even on a busy machine. The `relay` target (bench/floor/relay.ts)
+// is the floor of any Node.js proxy on this I/O path;
 // `pgrouter-txn` is pgrouter with pool_mode = 'transaction' (bench/targets/pgrouter.ts).
 // --pgrouter-conf goes to both pgrouter targets (same syntax as `npm run bench -- --pgrouter-conf`).
 //

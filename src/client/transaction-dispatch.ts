@@ -24,7 +24,7 @@ import type { Lane, LaneClient, OpensWith } from '../pool/lane.ts';
 import type { LaneGroup } from '../pool/lane-group.ts';
 import type { TransactionPool } from '../pool/transaction-pool.ts';
 import { ADMIN_COMMAND, type DispatchHost } from './dispatch.ts';
-import { classify } from '../router/classify.ts';
+import { classify, plainTransactionControl } from '../router/classify.ts';
 import type { Classification } from '../router/statement.ts';
 import { lagOverThreshold, NEEDS_CATALOG_LOOKUP, primaryReason, sessionLoadBalanceNode, weightedChoice, type RouteSettings } from '../router/route.ts';
 import { catalogCache, freshFacts, mayChangeCatalogFacts, type DatabaseFacts } from '../router/catalog-cache.ts';
@@ -106,11 +106,6 @@ const NO_STATEMENT = 'pgrouter_closed';
 const MAX_QUEUED = 64;
 /** Server-side statements a lane keeps before the oldest are closed. */
 const MAX_LANE_STATEMENTS = 512;
-/** The end of a transaction opened by a deferred BEGIN, and PostgreSQL's tag for it. */
-const ROLLBACK_WORD = /^\s*(?:rollback|abort)\b/i;
-const START_WORD = /^\s*start\b/i;
-/** The first word of a transaction-control statement: others are not classified a second time here. */
-const TX_WORD = /^\s*(?:begin|start|commit|end|rollback|abort)\b/i;
 
 /** The mode a statement needs (see Mode). */
 export function statementMode(c: Classification, sql: string): Mode {
@@ -394,18 +389,18 @@ export class TransactionDispatcher implements LaneClient {
    * when `sql` was answered.
    */
   private answersTransactionControl(sql: string): boolean {
-    if (!TX_WORD.test(sql) || (!this.beginPending && !this.host.deferBegin())) return false;
-    const c = classify(sql);
-    if (!c.fast || c.tx === 'none') return false;
-    if (c.tx === 'begin') {
+    const word = plainTransactionControl(sql);
+    if (word === undefined || (!this.beginPending && !this.host.deferBegin())) return false;
+    if (word === 'begin' || word === 'start') {
       if (this.beginPending) return false; // a second BEGIN goes to the server, which warns about it
       this.beginPending = true;
-      this.answerHere(Buffer.concat([w.commandComplete(START_WORD.test(sql) ? 'START TRANSACTION' : 'BEGIN'), w.readyForQuery(TxStatus.InTransaction)]));
+      this.answerHere(Buffer.concat([w.commandComplete(word === 'start' ? 'START TRANSACTION' : 'BEGIN'), w.readyForQuery(TxStatus.InTransaction)]));
       return true;
     }
     if (!this.beginPending) return false;
     this.beginPending = false;
-    this.answerHere(Buffer.concat([w.commandComplete(ROLLBACK_WORD.test(sql) ? 'ROLLBACK' : 'COMMIT'), w.readyForQuery(TxStatus.Idle)]));
+    // PostgreSQL's tags: END is a COMMIT, ABORT a ROLLBACK.
+    this.answerHere(Buffer.concat([w.commandComplete(word === 'rollback' || word === 'abort' ? 'ROLLBACK' : 'COMMIT'), w.readyForQuery(TxStatus.Idle)]));
     return true;
   }
 

@@ -503,7 +503,7 @@ export class Lane implements ReplySink {
    */
   private closeOnServer(names: readonly string[]): void {
     this.push({ client: NOBODY, strip: 0, prefix: null, replyFollows: false, local: null, registered: null, failed: false, sentAt: 0, retry: null, swallow: false, lead: 0, extraReady: 0 });
-    this.put(Buffer.concat([...names.map(closeStatement), sync()]));
+    this.put(Buffer.concat([...names.map(closeStatement), SYNC]));
   }
 
   /** True when no later request of `p`'s client is in flight here (sending `p` again keeps its order). */

@@ -44,11 +44,19 @@ const POINT_INSERT = new RegExp(
   'i',
 );
 
+/**
+ * The keyword of a transaction-control statement with no options (`BEGIN [WORK|TRANSACTION]`,
+ * `START TRANSACTION`, `COMMIT`, `END`, `ROLLBACK`, `ABORT`), lower-cased, else undefined.
+ */
+export function plainTransactionControl(sql: string): 'begin' | 'start' | 'commit' | 'end' | 'rollback' | 'abort' | undefined {
+  const tx = TX_CONTROL.exec(sql);
+  return tx ? ((tx[1] ?? tx[2]!).toLowerCase() as 'begin' | 'start' | 'commit' | 'end' | 'rollback' | 'abort') : undefined;
+}
+
 /** The fast path: a classification for text it can be sure of, else undefined. */
 export function classifyFast(sql: string): Classification | undefined {
-  const tx = TX_CONTROL.exec(sql);
-  if (tx) {
-    const word = (tx[1] ?? tx[2]!).toLowerCase();
+  const word = plainTransactionControl(sql);
+  if (word !== undefined) {
     if (word === 'begin' || word === 'start') return classification('all', 'BEGIN', 'other', { tx: 'begin', fast: true });
     return classification('all', 'transaction end', 'other', { tx: 'end', fast: true });
   }
