@@ -30,6 +30,8 @@ import { pgrouterVersion } from './admin/version.ts';
 import { listenAddresses, type MetricsServer } from './metrics/http-server.ts';
 import { startProxyMetrics } from './metrics/proxy-endpoint.ts';
 import type { ProxySource } from './metrics/proxy-source.ts';
+import { configureBusyPoll } from './util/busy-poll.ts';
+import { cgroupCpuLimit } from './util/cgroup-cpu.ts';
 
 export interface StartOptions {
   readonly log: Logger;
@@ -151,6 +153,7 @@ export class Proxy {
     this.cluster = new ClusterStore(ClusterView.fromNodes(clusterNodes(config)));
     this.settings = sessionSettings(config);
     this.routing = routeSettings(config);
+    this.applyBusyPoll(config);
     this.loadSecrets(config);
     const self = this;
     this.lanes = new TransactionPool(this.pool, o.log, () => ({
@@ -318,6 +321,7 @@ export class Proxy {
     this.tlsContext = secrets.tls;
     this.settings = sessionSettings(c);
     this.routing = routeSettings(c);
+    this.applyBusyPoll(c);
     this.pool.reconfigure(poolOptions(c));
     this.admission.reconfigure(this.admissionLimits(c));
     // Nodes: new weights/flags apply to new sessions; new backends join as up; status and lag are kept.
@@ -363,6 +367,15 @@ export class Proxy {
     }
     this.o.log.warn({ node: nodeId, why }, `node ${nodeId} marked down after a backend error (failover_on_backend_error)`);
     this.cluster.set(view.withNode(nodeId, { status: 'down' }));
+  }
+
+  /** busy_poll_us, off under a container CPU limit of less than 2 CPUs (spinning would use the quota up and get throttled). */
+  private applyBusyPoll(c: Config): void {
+    const s = c.settings;
+    const limit = cgroupCpuLimit();
+    const off = s.busy_poll_us > 0 && limit !== undefined && limit < 2;
+    if (off) this.o.log.info({ cpuLimit: limit }, 'busy_poll_us is not applied: the container CPU limit is under 2 CPUs');
+    configureBusyPoll(off ? 0 : s.busy_poll_us, s.busy_poll_max_clients);
   }
 
   /** Starts listening. */

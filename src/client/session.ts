@@ -20,6 +20,7 @@ import type { AdminSessionInfo, ProxyContext } from './context.ts';
 import { Dispatcher } from './dispatch.ts';
 import { TransactionDispatcher, type TransactionHost } from './transaction-dispatch.ts';
 import { moveToUserBuffer, socketBytes } from '../util/user-buffer-socket.ts';
+import { clientRead } from '../util/busy-poll.ts';
 import type { Logger } from 'pino';
 import { isUsable, type ClusterNode, type ClusterView } from '../pool/cluster.ts';
 import { weightedChoice, type RouteSettings } from '../router/route.ts';
@@ -79,6 +80,8 @@ export class Session implements ReplySink, ClientChannel {
   private withoutPrimary = false;
   /** When the session last finished a request or received bytes (client_idle_limit). */
   lastActivity = Date.now();
+  /** Busy polling's count of active clients (see util/busy-poll.ts). */
+  pollPeriod = -1;
   readonly startedAt = Date.now();
 
   constructor(
@@ -118,6 +121,7 @@ export class Session implements ReplySink, ClientChannel {
     try {
       if (this.phase === 'ready') {
         this.lastActivity = Date.now();
+        clientRead(this);
         const t = this.txd;
         if (t !== null) {
           this.framer.feed(chunk, t.onFrame);

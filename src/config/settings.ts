@@ -619,6 +619,10 @@ export const SETTINGS = [
     doc: 'pool_mode = transaction: an unnamed statement (an extended-protocol Parse with an empty name) that a shared backend connection has seen before is kept there under a name of pgrouter\'s and reused by autocommit requests, so the server does not parse and plan the same text again; off sends every unnamed Parse to the server' },
   { name: 'transaction_defer_begin', type: 'boolean', default: true, pgrouter: true, context: 'reload', ...OK,
     doc: 'pool_mode = transaction: a plain BEGIN (or START TRANSACTION) is answered by pgrouter and sent to the primary in front of the transaction\'s first statement, in the same write, which saves a round trip to the server per transaction (and a COMMIT or ROLLBACK right after it never reaches a server); now() and xact_start are then the time of that first statement rather than of the BEGIN. off sends each BEGIN on its own' },
+  { name: 'busy_poll_us', type: 'integer', default: 100, min: 0, max: 10000, pgrouter: true, context: 'reload', ...OK,
+    doc: 'Microseconds pgrouter keeps polling its sockets without sleeping after each read, while at most busy_poll_max_clients clients are active: a reply or request that comes within that time is read without the process waking from sleep, which cuts the latency a lone client sees at the cost of CPU while it runs; 0 turns this off. Off by itself when the container\'s CPU limit (cgroup quota) is under 2 CPUs, where spinning would use up the quota' },
+  { name: 'busy_poll_max_clients', type: 'integer', default: 2, min: 1, max: 10000, pgrouter: true, context: 'reload', ...OK,
+    doc: 'Busy polling (busy_poll_us) runs only while at most this many clients sent something in the last 2-4 ms; with more, reads follow each other anyway and spinning would take CPU from the servers' },
   { name: 'pgrouter_admin_users', type: 'list', separator: ',', default: [], pgrouter: true, context: 'reload', ...OK,
     doc: 'Users allowed to run PGPOOL DETACH NODE and PGPOOL ATTACH NODE (comma-separated); empty allows nobody' },
 ] as const satisfies readonly SettingDef[];

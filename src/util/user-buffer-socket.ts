@@ -6,6 +6,7 @@
 
 import net from 'node:net';
 import tls from 'node:tls';
+import { touch } from './busy-poll.ts';
 
 const CHUNK = 64 * 1024;
 
@@ -46,6 +47,7 @@ export function moveToUserBuffer(
       },
       callback: (n: number, b: Uint8Array) => {
         onChunk(Buffer.isBuffer(b) ? b.subarray(0, n) : Buffer.from(b.buffer, b.byteOffset, n));
+        touch();
       },
     },
   } as net.SocketConstructorOpts);
