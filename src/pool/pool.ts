@@ -168,7 +168,9 @@ export class Pool {
       list = this.idle.get(key);
     }
     while (list && list.length > 0) {
-      const c = list.pop()!;
+      // forgetIdle takes it off the list and the node's idle count (a pop here first would leave
+      // the count too high, and once it reached max_idle every release evicted a good connection).
+      const c = list[list.length - 1]!;
       this.forgetIdle(c);
       if (c.broken || c.state === 'closed') continue;
       c.state = 'leased';

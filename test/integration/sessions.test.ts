@@ -295,6 +295,24 @@ describe('session pooling: reuse without leaks', () => {
     await leave(again);
   });
 
+
+  test('clients that come and go in pairs, many more times than the cache holds, keep getting the same two backends', async () => {
+    // num_init_children 2 × max_pool 1: at most two idle connections per node. A miscounted idle
+    // list once made every release past that point close a good connection and the next client
+    // open a new one (pgbench -C fell to direct's speed after a few hundred sessions).
+    const q = await proxy({ replica: false, conf: { num_init_children: 2, max_pool: 1 } });
+    const t = c.users.trust;
+    const seen = new Set<number>();
+    for (let round = 0; round < 12; round++) {
+      const pair = await Promise.all([connect(q, t.name, t.password), connect(q, t.name, t.password)]);
+      const pids = await Promise.all(pair.map((o) => backendPid(o.client)));
+      for (const pid of pids) seen.add(pid);
+      for (const o of pair) await leave(o);
+      // Both are reset and idle before the next pair asks; a closed one fails here.
+      for (const pid of pids) await waitForReset(pid);
+    }
+    assert.equal(seen.size, 2, `24 sessions in pairs used backends ${[...seen].join(', ')}`);
+  });
   test('connections to template1 are not cached (a held one would block CREATE DATABASE)', async () => {
     // Pgpool-II never caches template0, template1, postgres and regression (pgpool-compat.md §3).
     // pgrouter keeps the template databases out of the pool and, deliberately, caches "postgres",
