@@ -38,7 +38,7 @@ export interface PgbenchResult {
 export function pgbenchArgs(c: Cluster, w: Workload, port: number, seconds: number): string[] {
   return [
     '-n', // no vacuum/truncate through the target; the harness does it directly (writes only)
-    '-h', '127.0.0.1', '-p', String(port), '-U', c.users.superuser.name,
+    '-h', '127.0.0.1', '-p', String(port), '-U', w.user === 'trust' ? c.users.trust.name : c.users.superuser.name,
     ...w.args,
     '-c', String(w.clients), '-j', String(PGBENCH_THREADS), '-T', String(seconds),
     c.database,

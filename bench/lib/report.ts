@@ -81,6 +81,7 @@ const GOALS: Record<string, number> = {
   'select-extended': 0.85,
   'select-prepared': 0.8,
   'select-connect': 10,
+  'select-connect-trust': 10,
   'tpcb-simple': 0.85,
   'select-200': 0.8,
 };

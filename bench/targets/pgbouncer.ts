@@ -1,5 +1,6 @@
 // The PgBouncer target: Debian's pgbouncer 1.18 in transaction mode in front of the primary
-// only (PgBouncer does not split reads), SCRAM with the verifier copied from pg_authid.
+// only (PgBouncer does not split reads), SCRAM with the verifier copied from pg_authid; the
+// rig's trust user logs in without a password (auth_type hba), as it does on the servers.
 
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -21,7 +22,8 @@ ${c.database} = host=${c.primary.host} port=${c.primary.port} dbname=${c.databas
 listen_addr = 127.0.0.1
 listen_port = ${port}
 unix_socket_dir = ${dir}
-auth_type = scram-sha-256
+auth_type = hba
+auth_hba_file = ${dir}/hba.conf
 auth_file = ${dir}/userlist.txt
 pool_mode = transaction
 max_client_conn = 1000
@@ -41,7 +43,8 @@ export async function startPgbouncer(c: Cluster): Promise<Target> {
   const port = await freePort();
   const files: Array<{ name: string; text: string; mode?: number }> = [
     { name: 'pgbouncer.ini', text: pgbouncerIni(c, port, dir) },
-    { name: 'userlist.txt', text: `"${su.name}" "${verifier}"\n`, mode: 0o600 },
+    { name: 'hba.conf', text: `host all ${c.users.trust.name} 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n` },
+    { name: 'userlist.txt', text: `"${su.name}" "${verifier}"\n"${c.users.trust.name}" ""\n`, mode: 0o600 },
   ];
   for (const f of files) {
     const p = path.join(dir, f.name);

@@ -57,7 +57,7 @@ export async function startPgpool(c: Cluster): Promise<Target> {
   while (pcpPort === port) pcpPort = await freePort();
   const files: Array<{ name: string; text: string; mode?: number }> = [
     { name: 'pgpool.conf', text: pgpoolConf(c, port, pcpPort, dir) },
-    { name: 'pool_hba.conf', text: 'local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n' },
+    { name: 'pool_hba.conf', text: `local all all trust\nhost all ${c.users.trust.name} 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n` },
     // TEXT entry: Pgpool-II needs the clear password to do SCRAM with both the client and the backend.
     { name: 'pool_passwd', text: `${c.users.superuser.name}:TEXT${c.users.superuser.password}\n`, mode: 0o600 },
     { name: 'pcp.conf', text: `pcpadmin:${createHash('md5').update('pcp-bench').digest('hex')}\n`, mode: 0o600 },
