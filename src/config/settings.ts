@@ -622,7 +622,7 @@ export const SETTINGS = [
   { name: 'busy_poll_us', type: 'integer', default: 100, min: 0, max: 10000, pgrouter: true, context: 'reload', ...OK,
     doc: 'Microseconds pgrouter keeps polling its sockets without sleeping after each read, while at most busy_poll_max_clients clients are active: a reply or request that comes within that time is read without the process waking from sleep, which cuts the latency a lone client sees at the cost of CPU while it runs; 0 turns this off. Off by itself when the container\'s CPU limit (cgroup quota) is under 2 CPUs, where spinning would use up the quota' },
   { name: 'busy_poll_max_clients', type: 'integer', default: 2, min: 1, max: 10000, pgrouter: true, context: 'reload', ...OK,
-    doc: 'Busy polling (busy_poll_us) runs only while at most this many clients sent something in the last 2-4 ms; with more, reads follow each other anyway and spinning would take CPU from the servers' },
+    doc: 'Busy polling (busy_poll_us) runs only while at most this many clients sent something in the last 20-40 ms; with more, reads follow each other anyway, and in a lull of a busy server spinning would take the CPU it needs' },
   { name: 'pgrouter_admin_users', type: 'list', separator: ',', default: [], pgrouter: true, context: 'reload', ...OK,
     doc: 'Users allowed to run PGPOOL DETACH NODE and PGPOOL ATTACH NODE (comma-separated); empty allows nobody' },
 ] as const satisfies readonly SettingDef[];

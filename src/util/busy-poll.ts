@@ -8,7 +8,7 @@
 import { performance } from 'node:perf_hooks';
 
 /** Active clients are counted over periods of this length. */
-const PERIOD_MS = 2;
+const PERIOD_MS = 20;
 
 let windowMs = 0;
 let maxClients = 0;

@@ -19,13 +19,14 @@ async function spinEnds(ms: number): Promise<boolean> {
 }
 
 test('busy polling: a read spins the loop for the window, then the process may sleep again', async () => {
-  configureBusyPoll(20_000, 2);
+  // A long window, so that a loaded machine's late timer still lands inside it.
+  configureBusyPoll(300_000, 2);
   try {
     touch();
     assert.equal(busyPolling(), true, 'a read starts the spin');
     await sleep(5);
-    assert.equal(busyPolling(), true, 'still spinning within the 20 ms window');
-    assert.equal(await spinEnds(500), true, 'the spin ends once the window has passed');
+    assert.equal(busyPolling(), true, 'still spinning within the 300 ms window');
+    assert.equal(await spinEnds(3000), true, 'the spin ends once the window has passed');
   } finally {
     configureBusyPoll(0, 2);
   }
@@ -38,21 +39,23 @@ test('busy polling: off with a window of 0', () => {
 });
 
 test('busy polling: does not start while more clients than busy_poll_max_clients are active', async () => {
-  configureBusyPoll(20_000, 2);
+  // Limit one, four clients: even if a 20 ms period ends between the reads, one of the two
+  // periods the gate looks at holds more than one client.
+  configureBusyPoll(20_000, 1);
   try {
     assert.equal(await spinEnds(500), true);
-    const clients = [{ pollPeriod: -1 }, { pollPeriod: -1 }, { pollPeriod: -1 }];
+    const clients = [{ pollPeriod: -1 }, { pollPeriod: -1 }, { pollPeriod: -1 }, { pollPeriod: -1 }];
     for (const c of clients) clientRead(c);
     touch();
-    assert.equal(busyPolling(), false, 'three active clients, limit two: no spin');
-    // Two periods later (4 ms or more) with one client left, it spins again.
-    await sleep(10);
+    assert.equal(busyPolling(), false, 'four active clients, limit one: no spin');
+    // Two periods later (40 ms or more) with one client left, it spins again.
+    await sleep(50);
     clientRead(clients[0]!);
     touch();
     assert.equal(busyPolling(), true, 'one active client: spins');
   } finally {
     configureBusyPoll(0, 2);
-    await spinEnds(500);
+    await spinEnds(3000);
   }
 });
 
