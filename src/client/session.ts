@@ -90,7 +90,7 @@ export class Session implements ReplySink, ClientChannel {
     private readonly local: boolean,
   ) {
     this.sock = sock;
-    sock.setNoDelay(true);
+    // TCP_NODELAY is already set on the accepted socket (the listener's noDelay option).
     this.log = ctx.log.child({ conn: `C-${this.id}`, client: this.peer() });
     this.listen(sock);
     const t = ctx.settings().authenticationTimeout;

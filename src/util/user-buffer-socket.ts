@@ -56,7 +56,8 @@ export function moveToUserBuffer(
   m._server = inner._server;
   m.server = inner.server;
   inner._server = null;
-  moved.setNoDelay(true);
+  // No setNoDelay here: TCP_NODELAY belongs to the file descriptor, which keeps what the first
+  // socket set (another setsockopt per connection otherwise).
   writtenBeforeMove.set(moved, sock.bytesWritten ?? 0);
   return moved;
 }
