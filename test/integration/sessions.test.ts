@@ -295,7 +295,6 @@ describe('session pooling: reuse without leaks', () => {
     await leave(again);
   });
 
-
   test('clients that come and go in pairs, many more times than the cache holds, keep getting the same two backends', async () => {
     // num_init_children 2 × max_pool 1: at most two idle connections per node. A miscounted idle
     // list once made every release past that point close a good connection and the next client
@@ -313,6 +312,7 @@ describe('session pooling: reuse without leaks', () => {
     }
     assert.equal(seen.size, 2, `24 sessions in pairs used backends ${[...seen].join(', ')}`);
   });
+
   test('connections to template1 are not cached (a held one would block CREATE DATABASE)', async () => {
     // Pgpool-II never caches template0, template1, postgres and regression (pgpool-compat.md §3).
     // pgrouter keeps the template databases out of the pool and, deliberately, caches "postgres",
