@@ -314,7 +314,7 @@ export function checkPgrouterSet(docs: readonly Doc[], ex: Expectation): Config 
   assert.equal(c.securityContext?.readOnlyRootFilesystem, true, 'readOnlyRootFilesystem');
   assert.equal(c.securityContext?.allowPrivilegeEscalation, false, 'allowPrivilegeEscalation');
   const tmpMount = c.volumeMounts?.find((m) => m.mountPath === '/tmp');
-  assert.ok(tmpMount && pod.volumes?.find((v) => v.name === tmpMount.name)?.emptyDir, '/tmp is an emptyDir (Unix socket, tsx cache)');
+  assert.ok(tmpMount && pod.volumes?.find((v) => v.name === tmpMount.name)?.emptyDir, '/tmp is an emptyDir (Unix socket)');
   assert.ok(c.resources?.requests?.['cpu'] !== undefined && c.resources.requests['memory'] !== undefined, 'cpu and memory requests');
   assert.ok(c.resources.limits?.['memory'] !== undefined, 'a memory limit');
 
