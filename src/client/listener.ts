@@ -4,6 +4,14 @@
 import net from 'node:net';
 import { existsSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { acceptOnUserBuffer } from '../util/user-buffer-socket.ts';
+
+/**
+ * Read buffer of a client socket. Clients send requests, which are small: 16 KiB instead of the
+ * backends' 64 KiB keeps a short session's off-heap allocation, and so the full garbage
+ * collections it triggers, four times smaller (a larger message is read over several reads).
+ */
+export const CLIENT_READ_BUFFER = 16 * 1024;
 
 export interface ListenSpec {
   /** Pgpool-II's listen_addresses: host names or addresses, '*' for all; empty for none. */
@@ -15,7 +23,10 @@ export interface ListenSpec {
   readonly backlog: number;
 }
 
-/** An accepted connection and whether it came over a Unix socket. */
+/**
+ * An accepted connection and whether it came over a Unix socket. The socket reads into a reused
+ * buffer (readTargetOf gives where its reads go) unless that could not be set up.
+ */
 export type OnConnection = (sock: net.Socket, local: boolean) => void;
 
 export class Listeners {
@@ -49,6 +60,7 @@ export class Listeners {
       const server = net.createServer({ noDelay: true, pauseOnConnect: false }, (s) => onConnection(s, local));
       server.once('error', reject);
       server.listen(opts, () => {
+        acceptOnUserBuffer(server, (s) => onConnection(s, local), CLIENT_READ_BUFFER);
         server.off('error', reject);
         server.on('error', () => {});
         this.servers.push(server);

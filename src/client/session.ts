@@ -19,7 +19,8 @@ import type { PoolSecret } from '../auth/pool-passwd.ts';
 import type { AdminSessionInfo, ProxyContext } from './context.ts';
 import { Dispatcher } from './dispatch.ts';
 import { TransactionDispatcher, type TransactionHost } from './transaction-dispatch.ts';
-import { moveToUserBuffer, socketBytes } from '../util/user-buffer-socket.ts';
+import { moveToUserBuffer, readTargetOf, socketBytes } from '../util/user-buffer-socket.ts';
+import { CLIENT_READ_BUFFER } from './listener.ts';
 import { clientRead } from '../util/busy-poll.ts';
 import type { Logger } from 'pino';
 import { isUsable, type ClusterNode, type ClusterView } from '../pool/cluster.ts';
@@ -36,12 +37,6 @@ const ROUTE_FIELDS = [
 ] as const;
 
 const frontendLimit = (type: number): number => (LARGE_FRONTEND_TYPES.has(type) ? MessageLimit.large : MessageLimit.small);
-/**
- * Read buffer of a client socket. Clients send requests, which are small: 16 KiB instead of the
- * backends' 64 KiB keeps a short session's off-heap allocation, and so the full garbage
- * collections it triggers, four times smaller (a larger message is read over several reads).
- */
-const CLIENT_READ_BUFFER = 16 * 1024;
 
 type Phase = 'startup' | 'auth' | 'ready' | 'closed';
 
@@ -109,13 +104,25 @@ export class Session implements ReplySink, ClientChannel {
   }
 
   private listen(sock: net.Socket): void {
-    sock.on('data', this.onData);
+    const target = readTargetOf(sock);
+    if (target) {
+      target.onChunk = this.onData;
+      target.chunkStillInUse = this.holdsClientChunk;
+    } else sock.on('data', this.onData);
     sock.on('error', (e) => {
       this.log.debug({ err: e.message }, 'client socket error');
       this.close();
     });
     sock.on('close', () => this.close());
   }
+
+  /**
+   * Whether the client chunk just read is still referenced (then the next read must not reuse its
+   * buffer). Before the session is ready nothing keeps one: the startup packet, authentication
+   * messages and the framer's partial tails are all copies.
+   */
+  private readonly holdsClientChunk = (): boolean =>
+    this.phase === 'ready' && (this.txd?.holdsClientChunk() ?? this.dispatcher?.holdsClientChunk() ?? false);
 
   private readonly onData = (chunk: Buffer): void => {
     try {
@@ -142,7 +149,10 @@ export class Session implements ReplySink, ClientChannel {
   // ---- startup phase ----
 
   private onStartupBytes(chunk: Buffer): void {
+    // The first piece of a packet that is not complete yet is copied: `chunk` may be a view of a
+    // read buffer the next read overwrites.
     this.startupBytes = this.startupBytes.length === 0 ? chunk : Buffer.concat([this.startupBytes, chunk]);
+    if (this.startupBytes === chunk && (chunk.length < 4 || chunk.length < chunk.readInt32BE(0))) this.startupBytes = Buffer.from(chunk);
     const b = this.startupBytes;
     if (b.length < 4) return;
     const len = b.readInt32BE(0);
@@ -194,6 +204,10 @@ export class Session implements ReplySink, ClientChannel {
 
   private upgradeTls(context: tls.SecureContext): void {
     const raw = this.sock;
+    // TLS reads the raw socket itself from here on; the raw socket's own reads, if it had any
+    // of its own, would be ciphertext.
+    const target = readTargetOf(raw);
+    if (target) target.onChunk = () => undefined;
     raw.removeAllListeners('data');
     raw.removeAllListeners('error');
     raw.removeAllListeners('close');
@@ -429,9 +443,10 @@ export class Session implements ReplySink, ClientChannel {
     this.sock.write(Buffer.concat(parts));
     this.phase = 'ready';
     if (shared) this.txd = new TransactionDispatcher(this.transactionHost());
-    if (!this.ssl) {
-      // From here on the client's bytes are read into a reused buffer (no stream machinery).
-      const moved = moveToUserBuffer(this.sock, this.onData, () => this.txd?.holdsClientChunk() ?? this.dispatcher?.holdsClientChunk() ?? false, CLIENT_READ_BUFFER);
+    if (!this.ssl && !readTargetOf(this.sock)) {
+      // From here on the client's bytes are read into a reused buffer (no stream machinery);
+      // a socket the listener built that way from the start is already there.
+      const moved = moveToUserBuffer(this.sock, this.onData, this.holdsClientChunk, CLIENT_READ_BUFFER);
       if (moved) {
         this.sock = moved;
         moved.on('error', () => this.close());

@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -24,6 +25,7 @@ import {
   SSL_REQUEST,
   errorFields,
   frame,
+  passwordMessage,
   queryMessage,
   rawLogin,
   rawQuery,
@@ -32,6 +34,7 @@ import {
   type RawMessage,
 } from './raw-client.ts';
 
+const md5Hex = (s: string | Buffer): string => createHash('md5').update(s).digest('hex');
 const BIN = fileURLToPath(new URL('../../bin/pgrouter.mjs', import.meta.url));
 const PKG = JSON.parse(readFileSync(fileURLToPath(new URL('../../package.json', import.meta.url)), 'utf8')) as { version: string };
 
@@ -466,6 +469,35 @@ describe('protocol negotiation', () => {
     assert.equal(v.body.toString('utf8', 8, v.body.length - 1), '_pq_.fancy');
     const r = await rawQuery(conn, 'SELECT 7');
     assert.deepEqual(r.rows, [['7']]);
+    conn.destroy();
+  });
+
+  test('a login and a query sent three bytes per read: each piece kept across reads is intact', async () => {
+    // Client sockets read into a buffer that the next read reuses; a partial startup packet,
+    // password message or query must survive the reads that complete it.
+    const conn = await RawConn.connect(p.port);
+    conn.sock.setNoDelay(true);
+    const trickle = async (b: Buffer): Promise<void> => {
+      for (let i = 0; i < b.length; i += 3) {
+        conn.write(b.subarray(i, i + 3));
+        await new Promise((r) => setTimeout(r, 3));
+      }
+    };
+    await trickle(startupPacket({ user: c.users.md5.name, database: c.database, application_name: 'trickle' }));
+    const ask = await conn.readMessage(10_000);
+    assert.equal(ask?.type, 'R');
+    assert.equal(ask!.body.readInt32BE(0), 5, 'MD5 password requested');
+    const salt = ask!.body.subarray(4, 8);
+    const inner = md5Hex(c.users.md5.password + c.users.md5.name);
+    await trickle(passwordMessage(`md5${md5Hex(Buffer.concat([Buffer.from(inner), salt]))}`));
+    const { found } = await conn.readUntil('Z', 10_000);
+    assert.ok(found, 'login completed');
+    await trickle(queryMessage("SELECT current_user, current_setting('application_name'), repeat('x', 40)"));
+    const { seen } = await conn.readUntil('Z', 10_000);
+    const row = seen.find((m) => m.type === 'D');
+    assert.ok(row, `a row: ${seen.map((m) => m.type).join('')}`);
+    const text = row.body.toString('latin1');
+    assert.ok(text.includes(c.users.md5.name) && text.includes('trickle') && text.includes('x'.repeat(40)), text);
     conn.destroy();
   });
 
