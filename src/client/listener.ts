@@ -60,7 +60,7 @@ export class Listeners {
       const server = net.createServer({ noDelay: true, pauseOnConnect: false }, (s) => onConnection(s, local));
       server.once('error', reject);
       server.listen(opts, () => {
-        acceptOnUserBuffer(server, (s) => onConnection(s, local), CLIENT_READ_BUFFER);
+        acceptOnUserBuffer(server, (s) => onConnection(s, local));
         server.off('error', reject);
         server.on('error', () => {});
         this.servers.push(server);

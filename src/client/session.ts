@@ -443,7 +443,9 @@ export class Session implements ReplySink, ClientChannel {
     this.sock.write(Buffer.concat(parts));
     this.phase = 'ready';
     if (shared) this.txd = new TransactionDispatcher(this.transactionHost());
-    if (!this.ssl && !readTargetOf(this.sock)) {
+    const target = readTargetOf(this.sock);
+    if (target) target.size = CLIENT_READ_BUFFER;
+    if (!this.ssl && !target) {
       // From here on the client's bytes are read into a reused buffer (no stream machinery);
       // a socket the listener built that way from the start is already there.
       const moved = moveToUserBuffer(this.sock, this.onData, this.holdsClientChunk, CLIENT_READ_BUFFER);

@@ -32,7 +32,16 @@ export interface ReadTarget {
   onChunk: (chunk: Buffer) => void;
   /** Asked after each read's callback: true makes the next read use a new buffer. */
   chunkStillInUse: () => boolean;
+  /**
+   * Size of the read buffer from the next read on. It starts small (STARTUP_READ_BUFFER): a
+   * connection that waits in the admission queue, or is refused, touches no more memory than
+   * its startup packet needs; the owner raises it when the session is ready.
+   */
+  size: number;
 }
+
+/** The first read buffer of an accepted socket; bytes past it come in the following reads. */
+export const STARTUP_READ_BUFFER = 1024;
 
 const readTargets = new WeakMap<net.Socket, ReadTarget>();
 
@@ -50,7 +59,7 @@ export function readTargetOf(sock: net.Socket): ReadTarget | undefined {
  * loop. Call after `listen` succeeded. Returns false, changing nothing, when the server's handle
  * is not the expected one; it then keeps emitting ordinary sockets.
  */
-export function acceptOnUserBuffer(server: net.Server, onSocket: (sock: net.Socket) => void, size = CHUNK): boolean {
+export function acceptOnUserBuffer(server: net.Server, onSocket: (sock: net.Socket) => void): boolean {
   const srv = server as unknown as ServerInternals;
   if (process.env['PGROUTER_STREAM_READS'] === '1') return false;
   const handle = srv._handle;
@@ -59,7 +68,7 @@ export function acceptOnUserBuffer(server: net.Server, onSocket: (sock: net.Sock
   handle.onconnection = (err: number, clientHandle: unknown): void => {
     if (err || !clientHandle) return; // an accept(2) error: Node's own handler drops it too
     if (noDelay) (clientHandle as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
-    const target: ReadTarget = { onChunk: dropChunk, chunkStillInUse: notInUse };
+    const target: ReadTarget = { onChunk: dropChunk, chunkStillInUse: notInUse, size: STARTUP_READ_BUFFER };
     let buf: Buffer | null = null;
     const sock = new net.Socket({
       handle: clientHandle as never,
@@ -69,7 +78,7 @@ export function acceptOnUserBuffer(server: net.Server, onSocket: (sock: net.Sock
       onread: {
         // Called once when the socket starts, then after each read's callback.
         buffer: () => {
-          if (buf === null || target.chunkStillInUse()) buf = Buffer.allocUnsafe(size);
+          if (buf === null || buf.length !== target.size || target.chunkStillInUse()) buf = Buffer.allocUnsafe(target.size);
           return buf;
         },
         callback: (n: number, b: Uint8Array) => {
