@@ -149,10 +149,8 @@ export class Session implements ReplySink, ClientChannel {
   // ---- startup phase ----
 
   private onStartupBytes(chunk: Buffer): void {
-    // The first piece of a packet that is not complete yet is copied: `chunk` may be a view of a
-    // read buffer the next read overwrites.
-    this.startupBytes = this.startupBytes.length === 0 ? chunk : Buffer.concat([this.startupBytes, chunk]);
-    if (this.startupBytes === chunk && (chunk.length < 4 || chunk.length < chunk.readInt32BE(0))) this.startupBytes = Buffer.from(chunk);
+    // Always a copy: `chunk` may be a view of a read buffer that the next read overwrites.
+    this.startupBytes = this.startupBytes.length === 0 ? Buffer.from(chunk) : Buffer.concat([this.startupBytes, chunk]);
     const b = this.startupBytes;
     if (b.length < 4) return;
     const len = b.readInt32BE(0);
@@ -165,7 +163,7 @@ export class Session implements ReplySink, ClientChannel {
     const rest = b.subarray(len);
     this.startupBytes = Buffer.alloc(0);
     this.sock.pause();
-    this.onStartupPacket(Buffer.from(pkt), rest).catch((e) =>
+    this.onStartupPacket(pkt, rest).catch((e) =>
       this.fail(e instanceof FrameError ? new ProxyError(SqlState.PROTOCOL_VIOLATION, e.message, 'FATAL') : (e as Error)),
     );
   }

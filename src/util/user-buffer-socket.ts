@@ -41,7 +41,7 @@ export interface ReadTarget {
 }
 
 /** The first read buffer of an accepted socket; bytes past it come in the following reads. */
-export const STARTUP_READ_BUFFER = 1024;
+const STARTUP_READ_BUFFER = 1024;
 
 const readTargets = new WeakMap<net.Socket, ReadTarget>();
 
@@ -69,24 +69,7 @@ export function acceptOnUserBuffer(server: net.Server, onSocket: (sock: net.Sock
     if (err || !clientHandle) return; // an accept(2) error: Node's own handler drops it too
     if (noDelay) (clientHandle as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
     const target: ReadTarget = { onChunk: dropChunk, chunkStillInUse: notInUse, size: STARTUP_READ_BUFFER };
-    let buf: Buffer | null = null;
-    const sock = new net.Socket({
-      handle: clientHandle as never,
-      allowHalfOpen: false,
-      readable: true,
-      writable: true,
-      onread: {
-        // Called once when the socket starts, then after each read's callback.
-        buffer: () => {
-          if (buf === null || buf.length !== target.size || target.chunkStillInUse()) buf = Buffer.allocUnsafe(target.size);
-          return buf;
-        },
-        callback: (n: number, b: Uint8Array) => {
-          target.onChunk(Buffer.isBuffer(b) ? b.subarray(0, n) : Buffer.from(b.buffer, b.byteOffset, n));
-          touch();
-        },
-      },
-    } as net.SocketConstructorOpts);
+    const sock = socketOnHandle(clientHandle, target);
     // As Node's own handler does: the server counts the socket until it closes.
     srv._connections++;
     const m = sock as unknown as SocketInternals;
@@ -101,6 +84,25 @@ export function acceptOnUserBuffer(server: net.Server, onSocket: (sock: net.Sock
 function dropChunk(): void {}
 function notInUse(): boolean {
   return false;
+}
+
+/** A net.Socket on `handle` whose reads go to `target`, through a buffer it reuses when it may. */
+function socketOnHandle(handle: unknown, target: ReadTarget): net.Socket {
+  let buf: Buffer | null = null;
+  return new net.Socket({
+    handle: handle as never,
+    onread: {
+      // Called once when the socket starts, then after each read's callback.
+      buffer: () => {
+        if (buf === null || buf.length !== target.size || target.chunkStillInUse()) buf = Buffer.allocUnsafe(target.size);
+        return buf;
+      },
+      callback: (n: number, b: Uint8Array) => {
+        target.onChunk(Buffer.isBuffer(b) ? b.subarray(0, n) : Buffer.from(b.buffer, b.byteOffset, n));
+        touch();
+      },
+    },
+  } as net.SocketConstructorOpts);
 }
 
 /**
@@ -122,21 +124,7 @@ export function moveToUserBuffer(
   const handle = inner._handle;
   sock.removeAllListeners();
   inner._handle = null;
-  let buf = Buffer.allocUnsafe(size);
-  const moved = new net.Socket({
-    handle: handle as never,
-    onread: {
-      // Called after each read's callback: reuse the buffer unless its bytes are still needed.
-      buffer: () => {
-        if (chunkStillInUse()) buf = Buffer.allocUnsafe(size);
-        return buf;
-      },
-      callback: (n: number, b: Uint8Array) => {
-        onChunk(Buffer.isBuffer(b) ? b.subarray(0, n) : Buffer.from(b.buffer, b.byteOffset, n));
-        touch();
-      },
-    },
-  } as net.SocketConstructorOpts);
+  const moved = socketOnHandle(handle, { onChunk, chunkStillInUse, size });
   // The server counts its connections through the socket that owns the handle.
   const m = moved as unknown as SocketInternals;
   m._server = inner._server;
