@@ -144,6 +144,11 @@ export class Dispatcher {
   private runEnd = 0;
   private runUnits = 0;
   private terminated = false;
+  /**
+   * Terminate came while replies were still owed: the session ends once they are delivered, as
+   * PostgreSQL answers every request before it reads the Terminate behind them.
+   */
+  private ending = false;
   /** `SET pgrouter.trace_routing = on`: a NoticeResponse for every routing decision. */
   private trace = false;
 
@@ -198,7 +203,7 @@ export class Dispatcher {
 
   /** Takes one complete client frame. */
   readonly onFrame = (type: number, buf: Buffer, start: number, end: number): void => {
-    if (this.terminated) return;
+    if (this.terminated || this.ending) return;
     if (this.blocked) {
       this.pending.push(Buffer.from(buf.subarray(start, end)));
       return;
@@ -239,8 +244,8 @@ export class Dispatcher {
       }
       case Frontend.Terminate:
         this.flushRun();
-        this.terminated = true;
-        this.host.terminate();
+        this.ending = true;
+        this.endIfAnswered();
         return;
       default:
         this.flushRun();
@@ -792,6 +797,15 @@ export class Dispatcher {
       if (!this.predictedTx && this.written.size > 0) this.written.clear();
     }
     if (this.blocked && !conn.busyForClient) this.unblock();
+    if (this.ending) this.endIfAnswered();
+  }
+
+  /** After Terminate: ends the session once no connection owes the client a reply. */
+  private endIfAnswered(): void {
+    for (const c of this.conns.values()) if (c.owed > 0) return;
+    this.ending = false;
+    this.terminated = true;
+    this.host.terminate();
   }
 
   /**
@@ -817,6 +831,7 @@ export class Dispatcher {
     if (this.openNode === id) this.openNode = null;
     this.host.pool.release(conn);
     this.unblock();
+    if (this.ending) this.endIfAnswered();
   }
 
   // ---- sessions without a primary ----

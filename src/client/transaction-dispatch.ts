@@ -141,6 +141,11 @@ export class TransactionDispatcher implements LaneClient {
   private granted: Lane | null = null;
   private terminated = false;
   /**
+   * Terminate came behind requests still queued or unanswered: the session ends once they are
+   * answered, as PostgreSQL answers every request before it reads the Terminate behind them.
+   */
+  private ending = false;
+  /**
    * The client's BEGIN was answered here and is still to be sent, in front of its next request
    * (transaction_defer_begin): the transaction has not started on any server yet.
    */
@@ -207,6 +212,15 @@ export class TransactionDispatcher implements LaneClient {
     }
     if (this.queue.length > 0) this.pump();
     if (this.inFlight === 0) this.host.settled();
+    if (this.ending) this.endIfAnswered();
+  }
+
+  /** After Terminate: ends the session once nothing is queued or unanswered (a batch without Sync is dropped). */
+  private endIfAnswered(): void {
+    if (this.inFlight > 0 || this.queue.length > 0) return;
+    this.ending = false;
+    this.terminated = true;
+    this.host.terminate();
   }
 
   /**
@@ -250,7 +264,7 @@ export class TransactionDispatcher implements LaneClient {
   // ---- client frames ----
 
   readonly onFrame = (type: number, buf: Buffer, start: number, end: number): void => {
-    if (this.terminated) return;
+    if (this.terminated || this.ending) return;
     const frame = buf.subarray(start, end);
     switch (type) {
       case Frontend.Query:
@@ -276,8 +290,8 @@ export class TransactionDispatcher implements LaneClient {
       case Frontend.FunctionCall:
         return this.submit({ frames: [frame], end: 'call' });
       case Frontend.Terminate:
-        this.terminated = true;
-        this.host.terminate();
+        this.ending = true;
+        this.endIfAnswered();
         return;
       default:
         this.terminated = true;

@@ -521,6 +521,23 @@ describe('protocol negotiation', () => {
     assert.deepEqual((await rawQuery(conn, 'SELECT current_user')).rows, [[c.users.md5.name]]);
     conn.destroy();
   });
+
+  test('SSLRequest and startup packet in one write, ssl off: N, then the login goes on from the same bytes', async () => {
+    const conn = await RawConn.connect(p.port);
+    conn.write(Buffer.concat([requestPacket(SSL_REQUEST), startupPacket({ user: c.users.trust.name, database: c.database })]));
+    assert.equal(await conn.readByte(5000), 'N');
+    let ready: string | undefined;
+    for (let m = await conn.readMessage(5000); m !== undefined; m = await conn.readMessage(5000)) {
+      assert.notEqual(m.type, 'E', m.type === 'E' ? JSON.stringify(errorFields(m.body)) : '');
+      if (m.type === 'Z') {
+        ready = String.fromCharCode(m.body[0]!);
+        break;
+      }
+    }
+    assert.equal(ready, 'I', 'ReadyForQuery after the pipelined startup packet');
+    assert.deepEqual((await rawQuery(conn, 'SELECT current_user')).rows, [[c.users.trust.name]]);
+    conn.destroy();
+  });
 });
 
 describe('TLS (ssl = on, self-signed certificate)', () => {

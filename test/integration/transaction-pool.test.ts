@@ -401,6 +401,33 @@ describe('routing and sharing', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
+describe('Terminate', () => {
+  test('a read, a write and Terminate in one write: both are answered in order, then the connection closes cleanly', async () => {
+    // txr balances every read to the replica, so the INSERT waits for the read's lane to finish.
+    const md5 = c.users.md5;
+    const rc = await RawClient.connect({ host: txr.host, port: txr.port, user: md5.name, password: md5.password, database: c.database });
+    let rows = 0;
+    rc.skip = (m) => {
+      if (m.type !== 'D') return false;
+      rows++;
+      return true;
+    };
+    let failure: Error | undefined;
+    rc.sock.on('error', (e) => (failure = e));
+    rc.write(
+      serialize.query(`SELECT repeat('x', 100) FROM generate_series(1, 20000)`),
+      serialize.query(`INSERT INTO ${T.iso} VALUES ('terminate', 1)`),
+      serialize.end(),
+    );
+    const tags = [...(await rc.untilReady()), ...(await rc.untilReady())].filter((m) => m.type === 'C').map((m) => cstring(m.body));
+    await waitUntil(() => rc.closed, 'pgrouter to close after Terminate', 5000);
+    assert.equal(rows, 20000);
+    assert.deepEqual(tags, ['SELECT 20000', 'INSERT 0 1']);
+    assert.equal(failure, undefined, `no reset: ${failure?.message}`);
+    assert.equal(await direct(c.primary, `SELECT count(*) FROM ${T.iso} WHERE who = 'terminate'`), '1');
+  });
+});
+
 describe('explicit transactions', () => {
   test('BEGIN ... ROLLBACK on one client is invisible to and untouched by other clients meanwhile', async () => {
     const a = await connect(tx);
