@@ -122,7 +122,16 @@ export class Session implements ReplySink, ClientChannel {
    * messages and the framer's partial tails are all copies.
    */
   private readonly holdsClientChunk = (): boolean =>
-    this.phase === 'ready' && (this.txd?.holdsClientChunk() ?? this.dispatcher?.holdsClientChunk() ?? false);
+    this.phase === 'ready'
+      ? (this.txd?.holdsClientChunk() ?? this.dispatcher?.holdsClientChunk() ?? false)
+      : this.chunkHeldAtClose;
+
+  /**
+   * Whether the last client chunk was still referenced when the session closed (a backend write
+   * not yet done). The read buffer is asked once more after a read whose callback closed the
+   * session, and a closed socket's buffer goes to the next client: it must not while held.
+   */
+  private chunkHeldAtClose = false;
 
   private readonly onData = (chunk: Buffer): void => {
     try {
@@ -699,6 +708,7 @@ export class Session implements ReplySink, ClientChannel {
    */
   close(terminated = false): void {
     if (this.phase === 'closed') return;
+    this.chunkHeldAtClose = this.holdsClientChunk();
     this.phase = 'closed';
     this.abort?.abort();
     if (this.authTimer) clearTimeout(this.authTimer);

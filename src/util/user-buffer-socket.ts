@@ -69,7 +69,7 @@ export function acceptOnUserBuffer(server: net.Server, onSocket: (sock: net.Sock
     if (err || !clientHandle) return; // an accept(2) error: Node's own handler drops it too
     if (noDelay) (clientHandle as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
     const target: ReadTarget = { onChunk: dropChunk, chunkStillInUse: notInUse, size: STARTUP_READ_BUFFER };
-    const sock = socketOnHandle(clientHandle, target);
+    const sock = socketOnHandle(clientHandle, target, true);
     // As Node's own handler does: the server counts the socket until it closes.
     srv._connections++;
     const m = sock as unknown as SocketInternals;
@@ -86,15 +86,57 @@ function notInUse(): boolean {
   return false;
 }
 
-/** A net.Socket on `handle` whose reads go to `target`, through a buffer it reuses when it may. */
-function socketOnHandle(handle: unknown, target: ReadTarget): net.Socket {
+/**
+ * Read buffers of closed client sockets, by size, for the next sockets to read into. Each fresh
+ * 16 KiB buffer is memory outside V8's heap that V8 counts towards its next full collection:
+ * under a new connection per transaction, thousands a second made it mark and compact the old
+ * generation several times a second (bench/RESULTS.md).
+ */
+const spare = new Map<number, Buffer[]>();
+let spareCount = 0;
+/** At most this many buffers wait (256 KiB at 16 KiB each). */
+const SPARE_MAX = 16;
+/** Smaller buffers are slices of Node's shared pool: not worth keeping. */
+const SPARE_MIN_SIZE = 4096;
+
+function takeBuffer(size: number): Buffer {
+  const b = spare.get(size)?.pop();
+  if (b === undefined) return Buffer.allocUnsafe(size);
+  spareCount--;
+  return b;
+}
+
+function giveBack(b: Buffer): void {
+  if (spareCount >= SPARE_MAX || b.length < SPARE_MIN_SIZE) return;
+  let list = spare.get(b.length);
+  if (list === undefined) spare.set(b.length, (list = []));
+  list.push(b);
+  spareCount++;
+}
+
+/** How many read buffers wait for a socket (for tests). */
+export function spareReadBuffers(): number {
+  return spareCount;
+}
+
+/**
+ * A net.Socket on `handle` whose reads go to `target`, through a buffer it reuses when it may.
+ * `recycle`: when the socket closes, its read buffer goes to the next socket, unless
+ * `chunkStillInUse()` said it was still referenced (then it is left to whoever holds it).
+ */
+function socketOnHandle(handle: unknown, target: ReadTarget, recycle = false): net.Socket {
   let buf: Buffer | null = null;
-  return new net.Socket({
+  // Not set during the constructor, which asks for the first buffer itself.
+  let sock: net.Socket | null = null;
+  sock = new net.Socket({
     handle: handle as never,
     onread: {
-      // Called once when the socket starts, then after each read's callback.
+      // Called once when the socket starts, then after each read's callback (also one that
+      // destroyed the socket).
       buffer: () => {
-        if (buf === null || buf.length !== target.size || target.chunkStillInUse()) buf = Buffer.allocUnsafe(target.size);
+        if (buf !== null && target.chunkStillInUse()) buf = null; // left to whoever holds it
+        if (sock?.destroyed) return buf; // no more reads: not a Uint8Array when null, which Node ignores
+        if (buf === null || buf.length !== target.size) buf = recycle ? takeBuffer(target.size) : Buffer.allocUnsafe(target.size);
         return buf;
       },
       callback: (n: number, b: Uint8Array) => {
@@ -103,6 +145,13 @@ function socketOnHandle(handle: unknown, target: ReadTarget): net.Socket {
       },
     },
   } as net.SocketConstructorOpts);
+  if (recycle)
+    sock.once('close', () => {
+      // Nothing read since buffer() last ruled on it, so nothing but this socket refers to it.
+      if (buf !== null && buf.length === target.size) giveBack(buf);
+      buf = null;
+    });
+  return sock;
 }
 
 /**
