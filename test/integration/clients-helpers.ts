@@ -140,7 +140,21 @@ export class RawClient {
       this.closed = true;
       this.wake();
     });
-    sock.on('error', () => undefined);
+    sock.on('error', (e) => (this.socketError = e));
+  }
+
+  /** The socket's error, if it had one (a reset shows here). */
+  socketError: Error | undefined;
+
+  /** From now on DataRows are counted instead of queued; returns the count so far. */
+  countDataRows(): () => number {
+    let rows = 0;
+    this.skip = (m) => {
+      if (m.type !== 'D') return false;
+      rows++;
+      return true;
+    };
+    return () => rows;
   }
 
   private wake(): void {
