@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { describeCluster, startCluster, stopCluster, stopClusterSync } from '../rig/cluster.ts';
 import type { Cluster } from '../rig/cluster.ts';
 import { CLUSTER_ENV } from './harness/cluster.ts';
+import { ensureTestPackages } from './harness/system-packages.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -69,6 +70,7 @@ process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);
 
 async function main(): Promise<number> {
+  ensureTestPackages();
   const t0 = Date.now();
   cluster = await startCluster({
     pgbenchScale: 1,
