@@ -4,7 +4,7 @@
 
 import net from 'node:net';
 import tls from 'node:tls';
-import { LARGE_FRONTEND_TYPES, MessageLimit, TxStatus } from '../protocol/codes.ts';
+import { LARGE_FRONTEND_TYPES, MessageLimit, RequestCode, TxStatus } from '../protocol/codes.ts';
 import { Framer, FrameError } from '../protocol/framer.ts';
 import { decodeStartupPacket } from '../protocol/startup.ts';
 import * as w from '../protocol/writer.ts';
@@ -40,12 +40,24 @@ const frontendLimit = (type: number): number => (LARGE_FRONTEND_TYPES.has(type) 
 
 type Phase = 'startup' | 'auth' | 'ready' | 'closed';
 
+/** PostgreSQL's answer to a startup packet whose code it does not take (here: 3.0 only). */
+function unsupportedProtocol(code: number): ProxyError {
+  return new ProxyError(
+    SqlState.FEATURE_NOT_SUPPORTED,
+    `unsupported frontend protocol ${code >>> 16}.${code & 0xffff}: server supports 3.0 to 3.0`,
+    'FATAL',
+  );
+}
+
 export class Session implements ReplySink, ClientChannel {
   readonly id = nextSessionId++;
   private sock: net.Socket;
   private phase: Phase = 'startup';
   private readonly log: Logger;
   private ssl = false;
+  /** An SSLRequest, or a GSSENCRequest, was answered already (each kind is answered once). */
+  private sslAnswered = false;
+  private gssAnswered = false;
   user = '';
   database = '';
   pid = 0;
@@ -190,10 +202,15 @@ export class Session implements ReplySink, ClientChannel {
         this.close();
         return;
       case 'gssenc':
+        // As PostgreSQL: one answer to each kind of request; a second is an unknown protocol.
+        if (this.gssAnswered) throw unsupportedProtocol(RequestCode.GSSENCRequest);
+        this.gssAnswered = true;
         this.sock.write(Buffer.from('N'));
         if (rest.length > 0) this.onStartupBytes(rest);
         return;
       case 'ssl': {
+        if (this.sslAnswered) throw unsupportedProtocol(RequestCode.SSLRequest);
+        this.sslAnswered = true;
         const context = this.ctx.tls();
         if (!context || this.ssl || this.local) {
           // Refused: the session goes on in the clear, so bytes the client sent without waiting
@@ -205,6 +222,7 @@ export class Session implements ReplySink, ClientChannel {
         if (rest.length > 0)
           throw new ProxyError(SqlState.PROTOCOL_VIOLATION, 'received unencrypted data after SSL request', 'FATAL');
         this.sock.write(Buffer.from('S'));
+        this.gssAnswered = true; // nothing to negotiate inside TLS
         this.upgradeTls(context);
         return;
       }
@@ -232,12 +250,7 @@ export class Session implements ReplySink, ClientChannel {
   }
 
   private async onStartup(major: number, minor: number, params: Map<string, string>, rest: Buffer): Promise<void> {
-    if (major !== 3)
-      throw new ProxyError(
-        SqlState.FEATURE_NOT_SUPPORTED,
-        `unsupported frontend protocol ${major}.${minor}: server supports 3.0 to 3.0`,
-        'FATAL',
-      );
+    if (major !== 3) throw unsupportedProtocol((major << 16) | minor);
     const unrecognized = [...params.keys()].filter((k) => k.startsWith('_pq_.'));
     for (const k of unrecognized) params.delete(k);
     if (minor > 0 || unrecognized.length > 0) this.sock.write(w.negotiateProtocolVersion(0, unrecognized));

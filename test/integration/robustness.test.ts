@@ -538,6 +538,36 @@ describe('protocol negotiation', () => {
     assert.deepEqual((await rawQuery(conn, 'SELECT current_user')).rows, [[c.users.trust.name]]);
     conn.destroy();
   });
+
+  test('a second SSLRequest or GSSENCRequest gets the FATAL PostgreSQL sends, after the first one\'s N', async () => {
+    /** N or S, then what a second request of the same kind gets. */
+    const twice = async (port: number, code: number): Promise<string> => {
+      const conn = await RawConn.connect(port);
+      conn.write(requestPacket(code));
+      const answer = await conn.readByte(5000);
+      conn.write(requestPacket(code));
+      const m = await conn.readMessage(5000);
+      const f = m?.type === 'E' ? errorFields(m.body) : {};
+      const closed = await conn.waitClosed(5000);
+      conn.destroy();
+      return `${answer} ${m?.type} ${f['S']} ${f['C']} ${f['M']} closed=${closed}`;
+    };
+    // The rig's PostgreSQL has ssl off, so its answers are the reference.
+    const direct = await twice(c.primary.port, SSL_REQUEST);
+    assert.equal(await twice(p.port, SSL_REQUEST), direct);
+    assert.equal(direct, 'N E FATAL 0A000 unsupported frontend protocol 1234.5679: server supports 3.0 to 3.0 closed=true');
+    // It would offer GSS encryption ('G'), so for GSS the reference is the same message's form.
+    assert.equal(await twice(p.port, GSSENC_REQUEST), 'N E FATAL 0A000 unsupported frontend protocol 1234.5680: server supports 3.0 to 3.0 closed=true');
+    // Either order of the two kinds is fine, as in PostgreSQL: SSL refused, then GSS refused, then a login.
+    const conn = await RawConn.connect(p.port);
+    conn.write(requestPacket(SSL_REQUEST));
+    assert.equal(await conn.readByte(5000), 'N');
+    conn.write(requestPacket(GSSENC_REQUEST));
+    assert.equal(await conn.readByte(5000), 'N');
+    const login = await rawLogin(conn, c.users.trust.name, c.database);
+    assert.equal(login.txStatus, 'I');
+    conn.destroy();
+  });
 });
 
 describe('TLS (ssl = on, self-signed certificate)', () => {
