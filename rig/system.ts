@@ -13,7 +13,8 @@ const REQUIRED_BINARIES = ['initdb', 'pg_ctl', 'pg_basebackup', 'postgres'] as c
 /** The OS account PostgreSQL servers run as when we are root. */
 const SERVER_USER_NAME = 'postgres';
 
-function isExecutable(file: string): boolean {
+/** Whether `file` exists and may be executed by us. */
+export function isExecutable(file: string): boolean {
   try {
     accessSync(file, constants.X_OK);
     return true;

@@ -1,8 +1,9 @@
 // What the benchmark needs installed, checked before anything starts. The harness installs
 // nothing; it says what is missing and how to install it, and runs what it can.
 
-import { accessSync, constants, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import path from 'node:path';
+import { isExecutable as executable } from '../../rig/system.ts';
 import { PGBOUNCER_BIN } from '../targets/pgbouncer.ts';
 import { PGPOOL_BIN } from '../targets/pgpool.ts';
 import type { TargetName } from '../targets/target.ts';
@@ -17,15 +18,6 @@ export interface Prerequisites {
   readonly messages: string[];
   readonly pgpoolBin?: string;
   readonly pgbouncerBin?: string;
-}
-
-function executable(file: string): boolean {
-  try {
-    accessSync(file, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function pgBinDirWith(names: string[]): string | undefined {

@@ -4,8 +4,9 @@
 // run stops with the exact command to type.
 
 import { execFileSync, spawnSync } from 'node:child_process';
-import { accessSync, constants, existsSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { isExecutable } from '../../rig/system.ts';
 
 /** One thing a test runs, and the package that brings it. */
 interface Need {
@@ -27,19 +28,10 @@ export const NEEDS: readonly Need[] = [
   { file: 'kubectl', packages: ['kubernetes-client'], why: 'kubectl kustomize, for the deploy overlays' },
 ];
 
-function executable(file: string): boolean {
-  try {
-    accessSync(file, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Whether `file` (a path, or a command on PATH) can be run here. */
 export function onSystem(file: string): boolean {
-  if (path.isAbsolute(file)) return executable(file);
-  return (process.env['PATH'] ?? '').split(path.delimiter).some((dir) => dir !== '' && executable(path.join(dir, file)));
+  if (path.isAbsolute(file)) return isExecutable(file);
+  return (process.env['PATH'] ?? '').split(path.delimiter).some((dir) => dir !== '' && isExecutable(path.join(dir, file)));
 }
 
 /** The packages to install for what `present` says is missing, each once, in NEEDS order; and why. */
