@@ -212,7 +212,7 @@ export class Session implements ReplySink, ClientChannel {
         if (this.sslAnswered) throw unsupportedProtocol(RequestCode.SSLRequest);
         this.sslAnswered = true;
         const context = this.ctx.tls();
-        if (!context || this.ssl || this.local) {
+        if (!context || this.local) {
           // Refused: the session goes on in the clear, so bytes the client sent without waiting
           // for the answer are its next startup packet, as PostgreSQL reads them.
           this.sock.write(Buffer.from('N'));
