@@ -5,6 +5,7 @@
 import { pathToFileURL } from 'node:url';
 import { startCluster, stopCluster, type Cluster } from '../rig/cluster.ts';
 import { percentile } from './lib/pgbench.ts';
+import type { QuietResult } from './lib/cpu.ts';
 import { queryMessage, WireClient } from './lib/wire.ts';
 import { startPgrouter } from './targets/pgrouter.ts';
 
@@ -79,12 +80,17 @@ export async function measureLatency(c: Cluster, pgrouterPort: number, queries: 
 }
 
 /** Markdown lines for the report. */
-export function latencyMarkdown(r: LatencyResult): string[] {
+export function latencyMarkdown(r: LatencyResult, quiet?: QuietResult): string[] {
   const row = (name: string, x: PathLatency): string =>
     `| ${name} | ${x.p50.toFixed(1)} | ${x.p90.toFixed(1)} | ${x.p99.toFixed(1)} | ${x.mean.toFixed(1)} | ${x.n} |`;
   return [
     `One client, \`SELECT 1\` in the simple protocol over a raw socket (user \`${r.user}\`, trust), ` +
-      `${r.queries} round trips per path in alternating blocks of ${r.blockSize}, after a ${r.blockSize}-query warm-up each.`,
+      `${r.queries} round trips per path in alternating blocks of ${r.blockSize}, after a ${r.blockSize}-query warm-up each.` +
+      (quiet === undefined
+        ? ''
+        : quiet.quiet
+          ? ` It started once the machine had settled after the throughput runs: ${(quiet.waitedMs / 1000).toFixed(0)} s of waiting, until the whole machine kept ${quiet.busyCores.toFixed(2)} cores busy over one second.`
+          : ` The machine had not settled after ${(quiet.waitedMs / 1000).toFixed(0)} s (${quiet.busyCores.toFixed(2)} cores still busy over the last second), so this ran on a busy machine.`),
     '',
     '| path | p50 µs | p90 µs | p99 µs | mean µs | round trips |',
     '|---|---:|---:|---:|---:|---:|',

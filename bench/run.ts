@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { sql, startCluster, stopCluster, stopClusterSync, type Cluster } from '../rig/cluster.ts';
 import { idleMemoryMarkdown, measureIdleMemory } from './idle-memory.ts';
 import { latencyMarkdown, measureLatency } from './latency.ts';
-import { cpuSnapshot, foreignCores, postmasterPid, reapedChildrenSeconds } from './lib/cpu.ts';
+import { cpuSnapshot, foreignCores, postmasterPid, reapedChildrenSeconds, waitForQuiet } from './lib/cpu.ts';
 import { loadAverage, machineInfo, versions } from './lib/machine.ts';
 import { parseOptions, USAGE } from './lib/options.ts';
 import { pgbenchArgs, resetTpcb, runPgbench, type PgbenchResult } from './lib/pgbench.ts';
@@ -91,6 +91,9 @@ async function xactCounts(c: Cluster): Promise<{ primary: number; replica: numbe
 
 /** Backends publish their statistics at most once a second (PostgreSQL 15); wait that out. */
 const STATS_FLUSH_MS = 1500;
+/** The latency part starts once the whole machine keeps under this many cores busy (or after QUIET_MAX_MS). */
+const QUIET_CORES = 0.2;
+const QUIET_MAX_MS = 90_000;
 
 /**
  * The round reported when there are several: the highest TPS. Interference from other work on
@@ -277,8 +280,11 @@ async function main(): Promise<number> {
           t = await startPgrouter(c, { conf: o.pgrouterConf });
           own = true;
         }
+        // The throughput runs leave the servers vacuuming, checkpointing and reaping connections for a while.
+        const q = await waitForQuiet(QUIET_CORES, QUIET_MAX_MS);
+        say(`latency: ${q.quiet ? 'machine settled' : 'machine still busy'} after ${(q.waitedMs / 1000).toFixed(0)} s (${q.busyCores.toFixed(2)} cores busy)`);
         const r = await measureLatency(c, t.port, o.latencyQueries);
-        latency = latencyMarkdown(r);
+        latency = latencyMarkdown(r, q);
         say(`latency: direct p50 ${r.direct.p50.toFixed(1)} µs, pgrouter p50 ${r.pgrouter.p50.toFixed(1)} µs, added ${r.addedP50.toFixed(1)} µs`);
       } catch (e) {
         latency = [`Not measured: ${firstLines(e)}`];

@@ -88,3 +88,33 @@ export function reapedChildrenSeconds(): number {
     return 0;
   }
 }
+
+/** What waitForQuiet saw. */
+export interface QuietResult {
+  /** How long it waited, ms. */
+  readonly waitedMs: number;
+  /** Cores the whole machine kept busy in the last one-second window. */
+  readonly busyCores: number;
+  /** False when it gave up at maxMs with the machine still busier than `cores`. */
+  readonly quiet: boolean;
+}
+
+/**
+ * Waits until the whole machine (every process, the benchmark's own included) keeps fewer than
+ * `cores` cores busy over a one-second window, or until `maxMs` have passed. The latency
+ * measurement uses it: right after the throughput workloads the servers are still vacuuming,
+ * checkpointing and reaping hundreds of connections, and a lone client's round trips would measure
+ * that.
+ */
+export async function waitForQuiet(cores: number, maxMs: number): Promise<QuietResult> {
+  const t0 = Date.now();
+  for (;;) {
+    const a = { at: Date.now(), busy: machineBusy() };
+    await new Promise((r) => setTimeout(r, 1000));
+    const b = { at: Date.now(), busy: machineBusy() };
+    const busyCores = (b.busy - a.busy) / HZ / ((b.at - a.at) / 1000);
+    const waitedMs = b.at - t0;
+    if (busyCores < cores) return { waitedMs, busyCores, quiet: true };
+    if (waitedMs >= maxMs) return { waitedMs, busyCores, quiet: false };
+  }
+}
