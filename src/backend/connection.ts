@@ -7,6 +7,8 @@ import tls from 'node:tls';
 import { AuthCode, Backend, TxStatus } from '../protocol/codes.ts';
 import { Framer } from '../protocol/framer.ts';
 import { ReplyScanner } from '../protocol/reply-scanner.ts';
+import { ReplyLead } from '../protocol/reply-lead.ts';
+import { DEFERRED_BEGIN, DEFERRED_BEGIN_REPLIES } from '../protocol/deferred-begin.ts';
 import { decodeErrorFields, type ErrorFields } from '../protocol/error-response.ts';
 import { decodeParameterStatus } from '../protocol/read.ts';
 import * as w from '../protocol/writer.ts';
@@ -59,8 +61,13 @@ const REPLY_INTEREST = new Uint8Array(256);
 REPLY_INTEREST[Backend.ReadyForQuery] = 1;
 REPLY_INTEREST[Backend.ParameterStatus] = 1;
 REPLY_INTEREST[Backend.ErrorResponse] = 1;
+// COPY FROM STDIN makes the server ignore a Sync: a deferred BEGIN's own Sync is then not answered.
+REPLY_INTEREST[Backend.CopyInResponse] = 1;
+REPLY_INTEREST[Backend.CopyBothResponse] = 1;
 
 let nextId = 1;
+
+const SYNC = w.sync();
 
 /** Connection life: the pool moves a connection between these; `closed` is final. */
 export type ServerState = 'connecting' | 'idle' | 'leased' | 'resetting' | 'closed';
@@ -129,6 +136,10 @@ export class ServerConnection {
   onIdleClose: ((c: ServerConnection) => void) | null = null;
   /** Where the time from sending a client's request to its ReadyForQuery is counted (seconds). */
   latency: BucketCounts | null = null;
+  /** Drops a deferred BEGIN's replies (and those of the Parses sent with it) from the head of the stream; see beginDeferred. */
+  private readonly lead = new ReplyLead(() => this.dropBeginSync());
+  /** pgrouter's Sync follows the request a deferred BEGIN went out with; the client's ReadyForQuery has not come yet. */
+  private beginSync = false;
   /** performance.now() at the send of each owed client-bound request, oldest first (only with `latency`). */
   private readonly sentAt: number[] = [];
 
@@ -304,6 +315,47 @@ export class ServerConnection {
     return this.socket.write(buf);
   }
 
+  /**
+   * Starts a request that opens a transaction the client began earlier (transaction_defer_begin
+   * in session pooling): writes the deferred BEGIN, then `parses` (Parse messages without a Sync,
+   * for statements the request uses but this server has not seen), and corks the socket so that
+   * the request the caller writes next goes out in the same write. Nothing may be owed. The
+   * replies to all of these are dropped; if the BEGIN fails, the client gets its error instead of
+   * the request's replies (the server skips the request up to the next Sync). endDeferred
+   * uncorks.
+   */
+  beginDeferred(parses: readonly Buffer[]): void {
+    this.lead.expect(DEFERRED_BEGIN_REPLIES + parses.length);
+    this.socket.cork();
+    this.socket.write(DEFERRED_BEGIN);
+    for (const p of parses) this.socket.write(p);
+  }
+
+  /**
+   * Ends what beginDeferred started. `sync` for a Query or FunctionCall: pgrouter's Sync follows
+   * it, so that a failed BEGIN's skip stops there, and its ReadyForQuery is dropped (a request
+   * ending in the client's own Sync needs none).
+   */
+  endDeferred(sync: boolean): void {
+    if (sync) {
+      this.request(SYNC, 1, false);
+      this.beginSync = true;
+    }
+    this.socket.uncork();
+  }
+
+  /** pgrouter's Sync behind a deferred BEGIN will not be answered (the BEGIN failed, or the request is a COPY FROM STDIN). */
+  private dropBeginSync(): void {
+    if (!this.beginSync) return;
+    this.beginSync = false;
+    // The client's request is at the head of `expect`; pgrouter's Sync is right behind it.
+    if (this.expect.length > 1 && this.expect[1] === false) {
+      this.expect.splice(1, 1);
+      this.swallowing--;
+      this.owed--;
+    }
+  }
+
   /** True when replies of a client-bound request are still to come (owed, or a Flush-ended batch). */
   get busyForClient(): boolean {
     return this.forwardOwed > 0;
@@ -316,6 +368,17 @@ export class ServerConnection {
 
   private onData(chunk: Buffer): void {
     this.readyCount = 0;
+    if (this.lead.active) {
+      try {
+        chunk = this.lead.take(chunk);
+      } catch (e) {
+        this.broken = true;
+        this.socket.destroy();
+        this.sink?.onServerClose(this, e as Error);
+        return;
+      }
+      if (chunk.length === 0) return;
+    }
     if (this.swallowing > 0) {
       this.onMixedData(chunk);
       return;
@@ -380,6 +443,8 @@ export class ServerConnection {
       if (this.owed > 0) this.owed--;
       if (this.expect.length > 0) {
         if (this.expect.shift()!) {
+          // The client's ReadyForQuery: pgrouter's Sync behind a deferred BEGIN comes next.
+          this.beginSync = false;
           this.forwardOwed--;
           const sent = this.sentAt.shift();
           if (sent !== undefined) this.latency?.observe((performance.now() - sent) / 1000);
@@ -387,6 +452,8 @@ export class ServerConnection {
       }
       this.readyCount++;
       this.sawFatal = false;
+    } else if (type === Backend.CopyInResponse || type === Backend.CopyBothResponse) {
+      this.dropBeginSync();
     } else if (type === Backend.ParameterStatus) {
       const kv = decodeParameterStatus(buf, start, end);
       if (kv) this.params.set(kv[0], kv[1]);

@@ -11,7 +11,7 @@ import type { Pool } from '../pool/pool.ts';
 import { isUsable, type ClusterNode, type ClusterView } from '../pool/cluster.ts';
 import type { NodeStats } from '../pool/node-stats.ts';
 import type { AdminSessionInfo } from './context.ts';
-import { classify } from '../router/classify.ts';
+import { classify, plainTransactionControl } from '../router/classify.ts';
 import {
   bareName,
   callsWriteFunction,
@@ -54,6 +54,8 @@ export interface DispatchHost {
   backendFailed(nodeId: number, why: string): void;
   /** A frame type no client may send. */
   protocolViolation(message: string): void;
+  /** transaction_defer_begin: answer a plain BEGIN here and send it with the transaction's first request. */
+  deferBegin(): boolean;
   /**
    * Present when the session has no primary (see Session): the ErrorResponse refusing `what`, a
    * statement only a primary may run, or undefined when the session was ended instead.
@@ -96,6 +98,9 @@ function settingKey(sql: string): string {
 
 /** How long a catalog lookup (pg_proc volatility, unlogged tables) may take before the statement goes to the primary. */
 const CATALOG_QUERY_TIMEOUT_MS = 10_000;
+/** A deferred BEGIN as the session's other connections get it (their replies are dropped). */
+const BEGIN_QUERY = w.query('BEGIN');
+const NO_PARSES: readonly Buffer[] = [];
 
 export class Dispatcher {
   /** Leased connections by node id; the primary's is leased for the whole session. */
@@ -151,6 +156,11 @@ export class Dispatcher {
   private ending = false;
   /** `SET pgrouter.trace_routing = on`: a NoticeResponse for every routing decision. */
   private trace = false;
+  /**
+   * The client's BEGIN was answered here (transaction_defer_begin) and goes out in front of the
+   * transaction's first request: the transaction has not started on any server yet.
+   */
+  deferredBegin = false;
 
   constructor(
     private readonly host: DispatchHost,
@@ -239,7 +249,13 @@ export class Dispatcher {
         const p = this.primary;
         if (!p || !this.mayForwardTo(this.primaryId)) return this.block(buf, start, end);
         this.activeNode = this.primaryId;
+        const deferred = this.deferredBegin;
+        if (deferred) this.openDeferred(p, NO_PARSES);
         this.addToRun(p, buf, start, end, 1);
+        if (deferred) {
+          this.flushRun();
+          p.endDeferred(true);
+        }
         return;
       }
       case Frontend.Terminate:
@@ -274,14 +290,18 @@ export class Dispatcher {
     }
     const c = classify(sql);
     if (this.host.refuseWrite && this.primaryOnly(c, sql)) return this.refuse(c.reason, [[buf, start, end]], 1);
+    if (c.tx === 'begin' && this.defersBegin(sql)) return this.answerBegin(c, sql);
     const d = this.decide(c, sql);
     if (d === null) return this.block(buf, start, end); // waits for a catalog lookup
     if (!this.ready(d.node)) return this.block(buf, start, end);
     const conn = this.conns.get(d.node)!;
     this.activeNode = d.node;
     if (this.trace || this.host.routeSettings().traceAll) this.notice(d.node, d.all, d.reason);
+    const deferred = this.deferredBegin;
+    if (deferred) this.openDeferred(conn, NO_PARSES);
     this.addToRun(conn, buf, start, end, 1);
     this.flushRun();
+    if (deferred) conn.endDeferred(true);
     this.host.stats.statement(d.node, c.kind);
     this.host.stats.routed(d.node, d.category);
     if (d.all) {
@@ -297,6 +317,48 @@ export class Dispatcher {
     this.afterRoute(c, sql, d.node);
     if (c.tx === 'begin' && d.node === this.lbNodeId) this.lbInTx = true;
     this.fresh = null;
+  }
+
+  /**
+   * transaction_defer_begin: a plain BEGIN (or START TRANSACTION) is answered here when the
+   * session is idle on every connection, and goes out with the transaction's first request.
+   */
+  private defersBegin(sql: string): boolean {
+    if (this.deferredBegin || this.host.refuseWrite || this.openNode !== null || !this.host.deferBegin()) return false;
+    const p = this.primary;
+    if (!p || p.txStatus !== TxStatus.Idle) return false;
+    for (const c of this.conns.values()) if (c.owed > 0 || c.txStatus !== TxStatus.Idle) return false;
+    const word = plainTransactionControl(sql);
+    return word === 'begin' || word === 'start';
+  }
+
+  /** Answers a deferred BEGIN: the session is now in a transaction that starts with its next request. */
+  private answerBegin(c: Classification, sql: string): void {
+    const primary = this.primaryId;
+    if (this.trace || this.host.routeSettings().traceAll) this.notice(primary, true, `${c.reason} (deferred: sent with the next statement)`);
+    for (const id of this.conns.keys()) {
+      this.host.stats.statement(id, c.kind);
+      this.host.stats.routed(id, 'session_command');
+    }
+    this.deferredBegin = true;
+    // Every connection open now gets the BEGIN, as it would have had it been sent.
+    if (this.conns.has(this.lbNodeId)) this.lbInTx = true;
+    this.afterRoute(c, sql, primary);
+    this.fresh = null;
+    const tag = plainTransactionControl(sql) === 'start' ? 'START TRANSACTION' : 'BEGIN';
+    this.host.writeClient(Buffer.concat([w.commandComplete(tag), w.readyForQuery(TxStatus.InTransaction)]));
+  }
+
+  /**
+   * The deferred BEGIN goes out: in front of the request about to be written to `conn` (with
+   * `parses`, statements that request uses but `conn` has not parsed), and as a plain BEGIN to the
+   * session's other connections. The caller writes the request, then calls conn.endDeferred.
+   */
+  private openDeferred(conn: ServerConnection, parses: readonly Buffer[]): void {
+    this.deferredBegin = false;
+    this.flushRun();
+    for (const other of this.conns.values()) if (other !== conn) other.request(BEGIN_QUERY, 1, false);
+    conn.beginDeferred(parses);
   }
 
   /**
@@ -386,6 +448,7 @@ export class Dispatcher {
 
   /** The transaction state: ReadyForQuery's when nothing is in flight, else what was sent predicts. */
   private inTransaction(): boolean {
+    if (this.deferredBegin) return true;
     const p = this.primary;
     if (!p) return false;
     if (p.owed > 0) return this.predictedTx;
@@ -597,21 +660,32 @@ export class Dispatcher {
     }
     this.batch = [];
     const conn = this.conns.get(node)!;
-    // A statement this batch uses but that was parsed on another node: parse it here first.
+    const deferred = this.deferredBegin && !continuing;
+    let parses: Buffer[] | null = null;
+    // A statement this batch uses but that was parsed on another node: parse it here first
+    // (behind a deferred BEGIN, without a Sync of its own).
     for (const name of referenced) {
       const s = this.statements.get(name);
       if (s && !s.nodes.has(node)) {
-        this.flushRun();
-        conn.request(Buffer.concat([s.parse, w.sync()]), 1, false);
+        if (deferred) (parses ??= []).push(s.parse);
+        else {
+          this.flushRun();
+          conn.request(Buffer.concat([s.parse, w.sync()]), 1, false);
+        }
         s.nodes.add(node);
       }
     }
+    if (deferred) this.openDeferred(conn, parses ?? NO_PARSES);
     this.activeNode = node;
     if ((this.trace || this.host.routeSettings().traceAll) && (parsed.length > 0 || referenced.length > 0))
       this.notice(node, false, needPrimary ? 'extended-protocol batch needs the primary' : 'extended-protocol read');
     for (let i = 0; i < frames.length; i++) {
       const [buf, start, end] = frames[i]!;
       this.addToRun(conn, buf, start, end, i === frames.length - 1 ? units : 0);
+    }
+    if (deferred) {
+      this.flushRun();
+      conn.endDeferred(false);
     }
     this.openNode = units === 0 ? node : null;
     for (const p of parsed) {

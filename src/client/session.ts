@@ -545,6 +545,7 @@ export class Session implements ReplySink, ClientChannel {
       terminate: () => this.close(true),
       backendFailed: (id: number, why: string) => this.ctx.backendFailed(id, why),
       protocolViolation: (m: string) => this.fail(new ProxyError(SqlState.PROTOCOL_VIOLATION, m, 'FATAL')),
+      deferBegin: () => this.ctx.settings().transactionDeferBegin,
     };
   }
 
@@ -690,7 +691,7 @@ export class Session implements ReplySink, ClientChannel {
     }
     const d = this.dispatcher;
     const p = d?.primary;
-    if (!d || !p || (d.idle && p.txStatus === TxStatus.Idle)) this.shutdown();
+    if (!d || !p || (d.idle && !d.deferredBegin && p.txStatus === TxStatus.Idle)) this.shutdown();
   }
 
   /** Ends the session with 57P01, as PostgreSQL does on a shutdown. */

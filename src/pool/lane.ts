@@ -8,7 +8,8 @@ import type { ReplySink, ServerConnection } from '../backend/connection.ts';
 import { Backend, TxStatus } from '../protocol/codes.ts';
 import { decodeErrorFields } from '../protocol/error-response.ts';
 import { closeStatement } from '../protocol/statement-names.ts';
-import { bind, execute, parse, sync } from '../protocol/writer.ts';
+import { sync } from '../protocol/writer.ts';
+import { DEFERRED_BEGIN } from '../protocol/deferred-begin.ts';
 
 /** What a lane needs from a client session. */
 export interface LaneClient {
@@ -50,12 +51,6 @@ export interface Retry {
  */
 export type OpensWith = 'none' | 'begin' | 'begin+sync';
 
-/**
- * The deferred BEGIN, in the extended protocol and without a Sync: should it fail, the server
- * skips the client's request up to the next Sync, so the request never runs outside the
- * transaction the client asked for. Its ParseComplete, BindComplete and CommandComplete are dropped.
- */
-const DEFERRED_BEGIN = Buffer.concat([parse('', 'BEGIN'), bind('', ''), execute('')]);
 const SYNC = sync();
 /** CommandComplete "BEGIN": 'C', Int32 length, "BEGIN\0". */
 const BEGIN_COMPLETE_BYTES = 11;

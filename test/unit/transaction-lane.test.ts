@@ -10,14 +10,8 @@ import { parseKey, parseMessage, parseText, statementName, withStatementName } f
 import { statementMode } from '../../src/client/transaction-dispatch.ts';
 import { classify } from '../../src/router/classify.ts';
 import { loadParser } from '../../src/router/parse-tree.ts';
+import { msg } from './wire-bytes.ts';
 
-function msg(type: string, body: Buffer | string = Buffer.alloc(0)): Buffer {
-  const b = typeof body === 'string' ? Buffer.from(body) : body;
-  const h = Buffer.alloc(5);
-  h[0] = type.charCodeAt(0);
-  h.writeInt32BE(4 + b.length, 1);
-  return Buffer.concat([h, b]);
-}
 const ready = (s: string): Buffer => msg('Z', s);
 const cstr = (...parts: string[]): Buffer => Buffer.from(parts.map((p) => p + '\0').join(''));
 
