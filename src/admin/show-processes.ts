@@ -47,7 +47,7 @@ function mainConnection(held: readonly ConnectionInfo[] | undefined, primaryId: 
 function slotStatus(session: AdminSession | null, main: ConnectionInfo | undefined): string {
   if (!session) return 'Wait for connection';
   if (main?.busy) return 'Execute command';
-  if (main && main.txStatus !== TxStatus.Idle) return 'Idle in transaction';
+  if ((main && main.txStatus !== TxStatus.Idle) || session.deferredTransaction === true) return 'Idle in transaction';
   return 'Idle';
 }
 

@@ -18,6 +18,8 @@ export interface AdminSession {
   readonly startedAt: number;
   /** Epoch ms of the last request finished or bytes received. */
   readonly lastActivity: number;
+  /** The client began a transaction that has not reached a server yet (a deferred BEGIN). */
+  readonly deferredTransaction?: boolean;
   /** PGPOOL DETACH NODE ran on `nodeId`: a session whose primary connection is there ends. */
   nodeDetached?(nodeId: number): void;
 }

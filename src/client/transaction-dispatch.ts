@@ -313,6 +313,11 @@ export class TransactionDispatcher implements LaneClient {
     return this.inFlight === 0 && this.queue.length === 0 && this.batch.length === 0;
   }
 
+  /** True while a BEGIN answered here waits for the transaction's first request. */
+  get beginDeferred(): boolean {
+    return this.beginPending;
+  }
+
   /** True while the session holds a lane in a transaction (drain waits for it to end). */
   get inTransaction(): boolean {
     return this.beginPending || (this.held !== null && (this.held.status !== TxStatus.Idle || this.openBatch));

@@ -195,11 +195,14 @@ test('SHOW pool_health_check_stats: checks ran and passed on both nodes', async 
 test('SHOW pool_processes and pool_pools describe client slots and backend connections', async () => {
   const cl = await client();
   const other = await client();
+  const begun = await client();
   try {
     // A read opens this session's replica connection too.
     assert.equal(await runsOn(cl, "SELECT current_setting('port')"), 'replica');
     await other.query('BEGIN');
     await other.query('INSERT INTO show_t VALUES (7)');
+    // A BEGIN with nothing after it yet: pgrouter answered it, no server has seen it.
+    await begun.query('BEGIN');
     const procs = await show(cl, 'SHOW pool_processes', COLUMNS.pool_processes);
     assert.equal(procs.length, NUM_INIT_CHILDREN);
     const pid = (cl as unknown as { processID: number }).processID;
@@ -213,8 +216,10 @@ test('SHOW pool_processes and pool_pools describe client slots and backend conne
     assert.ok(Number(mine.client_connection_count) >= 1);
     const theirs = procs.find((r) => r.pool_pid === String(otherPid));
     assert.equal(theirs?.status, 'Idle in transaction');
+    const begunPid = (begun as unknown as { processID: number }).processID;
+    assert.equal(procs.find((r) => r.pool_pid === String(begunPid))?.status, 'Idle in transaction', 'a deferred BEGIN is a transaction too');
     const free = procs.filter((r) => r.username === '');
-    assert.equal(free.length, NUM_INIT_CHILDREN - 2);
+    assert.equal(free.length, NUM_INIT_CHILDREN - 3);
     for (const r of free) assert.equal(r.status, 'Wait for connection');
 
     const pools = await show(cl, 'SHOW pool_pools', COLUMNS.pool_pools);
@@ -234,6 +239,8 @@ test('SHOW pool_processes and pool_pools describe client slots and backend conne
   } finally {
     await other.query('ROLLBACK').catch(() => undefined);
     await other.end();
+    await begun.query('ROLLBACK').catch(() => undefined);
+    await begun.end();
     await cl.end();
   }
 });
