@@ -290,7 +290,8 @@ export class Dispatcher {
     }
     const c = classify(sql);
     if (this.host.refuseWrite && this.primaryOnly(c, sql)) return this.refuse(c.reason, [[buf, start, end]], 1);
-    if (c.tx === 'begin' && this.defersBegin(sql)) return this.answerBegin(c, sql);
+    const begins = c.tx === 'begin' ? this.defersBegin(sql) : undefined;
+    if (begins !== undefined) return this.answerBegin(c, sql, begins);
     const d = this.decide(c, sql);
     if (d === null) return this.block(buf, start, end); // waits for a catalog lookup
     if (!this.ready(d.node)) return this.block(buf, start, end);
@@ -322,18 +323,19 @@ export class Dispatcher {
   /**
    * transaction_defer_begin: a plain BEGIN (or START TRANSACTION) is answered here when the
    * session is idle on every connection, and goes out with the transaction's first request.
+   * Returns the statement's first word when it is deferred.
    */
-  private defersBegin(sql: string): boolean {
-    if (this.deferredBegin || this.host.refuseWrite || this.openNode !== null || !this.host.deferBegin()) return false;
+  private defersBegin(sql: string): 'begin' | 'start' | undefined {
+    if (this.deferredBegin || this.host.refuseWrite || this.openNode !== null || !this.host.deferBegin()) return undefined;
     const p = this.primary;
-    if (!p || p.txStatus !== TxStatus.Idle) return false;
-    for (const c of this.conns.values()) if (c.owed > 0 || c.txStatus !== TxStatus.Idle) return false;
+    if (!p || p.txStatus !== TxStatus.Idle) return undefined;
+    for (const c of this.conns.values()) if (c.owed > 0 || c.txStatus !== TxStatus.Idle) return undefined;
     const word = plainTransactionControl(sql);
-    return word === 'begin' || word === 'start';
+    return word === 'begin' || word === 'start' ? word : undefined;
   }
 
   /** Answers a deferred BEGIN: the session is now in a transaction that starts with its next request. */
-  private answerBegin(c: Classification, sql: string): void {
+  private answerBegin(c: Classification, sql: string, word: 'begin' | 'start'): void {
     const primary = this.primaryId;
     if (this.trace || this.host.routeSettings().traceAll) this.notice(primary, true, `${c.reason} (deferred: sent with the next statement)`);
     for (const id of this.conns.keys()) {
@@ -345,7 +347,7 @@ export class Dispatcher {
     if (this.conns.has(this.lbNodeId)) this.lbInTx = true;
     this.afterRoute(c, sql, primary);
     this.fresh = null;
-    const tag = plainTransactionControl(sql) === 'start' ? 'START TRANSACTION' : 'BEGIN';
+    const tag = word === 'start' ? 'START TRANSACTION' : 'BEGIN';
     this.host.writeClient(Buffer.concat([w.commandComplete(tag), w.readyForQuery(TxStatus.InTransaction)]));
   }
 

@@ -87,14 +87,14 @@ export class Session implements ReplySink, ClientChannel {
   private withoutPrimary = false;
   /** When the session last finished a request or received bytes (client_idle_limit). */
   lastActivity = Date.now();
+  /** Busy polling's count of active clients (see util/busy-poll.ts). */
+  pollPeriod = -1;
+  readonly startedAt = Date.now();
 
   /** AdminSession: BEGIN was answered here and the transaction's first statement has not come yet. */
   get deferredTransaction(): boolean {
     return this.dispatcher?.deferredBegin === true || this.txd?.beginDeferred === true;
   }
-  /** Busy polling's count of active clients (see util/busy-poll.ts). */
-  pollPeriod = -1;
-  readonly startedAt = Date.now();
 
   constructor(
     sock: net.Socket,
