@@ -97,6 +97,8 @@ export class ServerConnection {
   readonly startupParams: ReadonlyMap<string, string>;
   /** Current ParameterStatus values reported by the server. */
   readonly params = new Map<string, string>();
+  /** Counts the changes to `params` (a login reply built from them can be kept until it moves). */
+  paramsVersion = 0;
   pid = 0;
   secret = 0;
   authMethod: AuthMethod = 'trust';
@@ -120,6 +122,15 @@ export class ServerConnection {
   broken = false;
   /** Set when the last message seen was an ErrorResponse of severity FATAL or PANIC. */
   sawFatal = false;
+  /**
+   * Whether a FATAL (or PANIC) from the server reaches the client. A session's replica
+   * connection sets false: the replica going away (a fast shutdown, pg_terminate_backend,
+   * idle_session_timeout) must not end the client's session, which then answers any request
+   * still owed there itself (see Dispatcher.replicaLost).
+   */
+  forwardsFatal = true;
+  /** Where in the chunk being scanned a FATAL that stays here begins (-1: none). */
+  private fatalCut = -1;
   /** ErrorResponses seen since the connection opened. */
   errors = 0;
   readonly createdAt = Date.now();
@@ -240,7 +251,7 @@ export class ServerConnection {
           }
           case Backend.ParameterStatus: {
             const kv = decodeParameterStatus(buf, start, end);
-            if (kv) this.params.set(kv[0], kv[1]);
+            if (kv) this.setParam(kv[0], kv[1]);
             return;
           }
           case Backend.BackendKeyData:
@@ -345,6 +356,11 @@ export class ServerConnection {
   }
 
   /** pgrouter's Sync behind a deferred BEGIN will not be answered (the BEGIN failed, or the request is a COPY FROM STDIN). */
+  private setParam(name: string, value: string): void {
+    this.params.set(name, value);
+    this.paramsVersion++;
+  }
+
   private dropBeginSync(): void {
     if (!this.beginSync) return;
     this.beginSync = false;
@@ -391,6 +407,8 @@ export class ServerConnection {
       this.sink?.onServerClose(this, e as Error);
       return;
     }
+    const cut = this.fatalCut;
+    this.fatalCut = -1;
     const sink = this.sink;
     if (sink === null) {
       // Bytes from an idle backend (a FATAL before shutdown, say): it cannot be reused.
@@ -400,7 +418,8 @@ export class ServerConnection {
       }
       return;
     }
-    sink.onReply(this, chunk);
+    if (cut < 0) sink.onReply(this, chunk);
+    else if (cut > 0) sink.onReply(this, chunk.subarray(0, cut));
     if (this.readyCount > 0) sink.onReady(this);
   }
 
@@ -427,17 +446,19 @@ export class ServerConnection {
     cuts.push(chunk.length);
     modes.push(mode);
     const sink = this.sink;
+    const limit = this.fatalCut < 0 ? chunk.length : this.fatalCut;
+    this.fatalCut = -1;
     if (sink === null) return;
     let from = 0;
     for (let i = 0; i < cuts.length; i++) {
-      const to = cuts[i]!;
+      const to = Math.min(cuts[i]!, limit);
       if (to > from && modes[i]) sink.onReply(this, from === 0 && to === chunk.length ? chunk : chunk.subarray(from, to));
       from = to;
     }
     if (this.readyCount > 0) sink.onReady(this);
   }
 
-  private readonly onMessage = (type: number, buf: Buffer, start: number, end: number, _chunkEnd: number): void => {
+  private readonly onMessage = (type: number, buf: Buffer, start: number, end: number, chunkEnd: number): void => {
     if (type === Backend.ReadyForQuery) {
       this.txStatus = buf[start + 5]!;
       if (this.owed > 0) this.owed--;
@@ -456,13 +477,19 @@ export class ServerConnection {
       this.dropBeginSync();
     } else if (type === Backend.ParameterStatus) {
       const kv = decodeParameterStatus(buf, start, end);
-      if (kv) this.params.set(kv[0], kv[1]);
+      if (kv) this.setParam(kv[0], kv[1]);
     } else if (type === Backend.ErrorResponse) {
       this.errors++;
       const f = decodeErrorFields(buf, start, end);
       this.onError?.(f.severity);
       this.sawFatal = f.severity === 'FATAL' || f.severity === 'PANIC';
-      if (this.sawFatal) this.broken = true;
+      if (this.sawFatal) {
+        this.broken = true;
+        // Held back only when the whole message is in this chunk (`at` is negative for one begun
+        // in an earlier chunk: forwarded in part, so the client must get the rest of it).
+        const at = chunkEnd - (end - start);
+        if (!this.forwardsFatal && at >= 0 && this.fatalCut < 0) this.fatalCut = at;
+      }
     }
   };
 

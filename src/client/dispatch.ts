@@ -33,12 +33,14 @@ import { SqlState } from '../errors/sqlstate.ts';
 
 /** What the dispatcher needs from its session. */
 export interface DispatchHost {
-  readonly log: Logger;
+  /** The session's logger. */
+  logger(): Logger;
   readonly pool: Pool;
   readonly user: string;
   readonly database: string;
   readonly params: ReadonlyMap<string, string>;
-  readonly credentials: BackendCredentials;
+  /** How backend connections log in (it changes once the client has authenticated). */
+  credentials(): BackendCredentials;
   cluster(): ClusterView;
   routeSettings(): RouteSettings;
   readonly stats: NodeStats;
@@ -167,6 +169,8 @@ export class Dispatcher {
     primary: ServerConnection,
   ) {
     this.primaryId = primary.node.id;
+    // Losing its primary (or base) connection ends the session: the client gets the FATAL.
+    primary.forwardsFatal = true;
     this.activeNode = this.primaryId;
     this.conns.set(this.primaryId, primary);
     this.lbNodeId = this.chooseLbNode();
@@ -544,7 +548,7 @@ export class Dispatcher {
     const fresh = freshFacts();
     void catalogCache.lookUp(this.facts, want, (sql) => this.catalogQuery(sql), fresh).then(() => {
       this.lookingUp = false;
-      if (fresh.error !== undefined) this.host.log.warn({ err: fresh.error }, 'catalog lookup failed: the statement goes to the primary');
+      if (fresh.error !== undefined) this.host.logger().warn({ err: fresh.error }, 'catalog lookup failed: the statement goes to the primary');
       if (!this.alive()) return;
       this.fresh = fresh;
       this.unblock();
@@ -563,7 +567,7 @@ export class Dispatcher {
       user: this.host.user,
       database: this.host.database,
       params: this.host.params,
-      credentials: this.host.credentials,
+      credentials: this.host.credentials(),
     });
     try {
       return await queryRows(conn, sql, CATALOG_QUERY_TIMEOUT_MS);
@@ -839,7 +843,7 @@ export class Dispatcher {
         user: this.host.user,
         database: this.host.database,
         params: this.host.params,
-        credentials: this.host.credentials,
+        credentials: this.host.credentials(),
       })
       .then((conn) => {
         this.opening = false;
@@ -848,6 +852,8 @@ export class Dispatcher {
           return;
         }
         conn.sink = this.sink!;
+        // The replica going away leaves the session running (replicaLost answers for it).
+        conn.forwardsFatal = false;
         this.conns.set(node, conn);
         // A node joining late first gets the session's SET state.
         if (this.sets.size > 0) conn.request(Buffer.concat([...this.sets.values()].map((s) => w.query(s))), this.sets.size, false);
@@ -856,7 +862,7 @@ export class Dispatcher {
       .catch((e: Error) => {
         this.opening = false;
         this.failedNodes.add(node);
-        this.host.log.warn({ node, err: e.message }, 'replica unavailable for this session; its reads go to the primary');
+        this.host.logger().warn({ node, err: e.message }, 'replica unavailable for this session; its reads go to the primary');
         if (!(e instanceof BackendStartupError)) this.host.backendFailed(node, e.message);
         this.unblock();
       });

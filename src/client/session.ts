@@ -17,7 +17,7 @@ import { authenticateClient, type ClientAuthMethod, type ClientChannel } from '.
 import type { ScramPassThrough } from '../auth/scram.ts';
 import type { PoolSecret } from '../auth/pool-passwd.ts';
 import type { AdminSessionInfo, ProxyContext } from './context.ts';
-import { Dispatcher } from './dispatch.ts';
+import { Dispatcher, type DispatchHost } from './dispatch.ts';
 import { TransactionDispatcher, type TransactionHost } from './transaction-dispatch.ts';
 import { moveToUserBuffer, readTargetOf, socketBytes } from '../util/user-buffer-socket.ts';
 import { CLIENT_READ_BUFFER } from './listener.ts';
@@ -40,6 +40,27 @@ const frontendLimit = (type: number): number => (LARGE_FRONTEND_TYPES.has(type) 
 
 type Phase = 'startup' | 'auth' | 'ready' | 'closed';
 
+const AUTHENTICATION_OK = w.authenticationOk();
+
+/** The last ParameterStatus block built from each connection's parameters (see parameterStatusBlock). */
+const statusBlocks = new WeakMap<ServerConnection, { version: number; applicationName: string | undefined; bytes: Buffer }>();
+
+/**
+ * The ParameterStatus messages of a login reply: `conn`'s parameters, with `applicationName`
+ * in place of the server's application_name when given (a shared connection's sessions each
+ * have their own). In transaction pooling every login of a group is answered from the same
+ * connection, so the block is built again only when its parameters change or the name differs.
+ */
+function parameterStatusBlock(conn: ServerConnection, applicationName: string | undefined): Buffer {
+  const last = statusBlocks.get(conn);
+  if (last !== undefined && last.version === conn.paramsVersion && last.applicationName === applicationName) return last.bytes;
+  const parts: Buffer[] = [];
+  for (const [k, v] of conn.params) parts.push(w.parameterStatus(k, applicationName !== undefined && k === 'application_name' ? applicationName : v));
+  const bytes = Buffer.concat(parts);
+  statusBlocks.set(conn, { version: conn.paramsVersion, applicationName, bytes });
+  return bytes;
+}
+
 /** PostgreSQL's answer to a startup packet whose code it does not take (here: 3.0 only). */
 function unsupportedProtocol(code: number): ProxyError {
   return new ProxyError(
@@ -53,7 +74,8 @@ export class Session implements ReplySink, ClientChannel {
   readonly id = nextSessionId++;
   private sock: net.Socket;
   private phase: Phase = 'startup';
-  private readonly log: Logger;
+  /** The session's child logger, made on first use (see the constructor). */
+  private logger: Logger | null = null;
   private ssl = false;
   /** An SSLRequest, or a GSSENCRequest, was answered already (each kind is answered once). */
   private sslAnswered = false;
@@ -103,7 +125,9 @@ export class Session implements ReplySink, ClientChannel {
   ) {
     this.sock = sock;
     // TCP_NODELAY is already set on the accepted socket (the listener's noDelay option).
-    this.log = ctx.log.child({ conn: `C-${this.id}`, client: this.peer() });
+    // The child logger names the client's address, one getpeername(2) and a pino child per
+    // login: made now only when info lines (a refused login, say) are logged, else on first use.
+    if (ctx.log.isLevelEnabled('info')) this.logger = this.newLogger();
     this.listen(sock);
     const t = ctx.settings().authenticationTimeout;
     if (t > 0)
@@ -116,8 +140,19 @@ export class Session implements ReplySink, ClientChannel {
     return this.phase === 'closed';
   }
 
+  private get log(): Logger {
+    return (this.logger ??= this.newLogger());
+  }
+
+  private newLogger(): Logger {
+    return this.ctx.log.child({ conn: `C-${this.id}`, client: this.peer() });
+  }
+
   private peer(): string {
-    return this.local ? '[local]' : `${this.sock.remoteAddress}:${this.sock.remotePort}`;
+    if (this.local) return '[local]';
+    const address = this.sock.remoteAddress;
+    // A socket already closed, whose address was never asked for, no longer knows it.
+    return address === undefined ? '[closed]' : `${address}:${this.sock.remotePort}`;
   }
 
   private listen(sock: net.Socket): void {
@@ -404,7 +439,8 @@ export class Session implements ReplySink, ClientChannel {
       scramPassThrough: passThrough,
       askPassword: clientPassword !== undefined ? async () => clientPassword! : undefined,
     };
-    this.dispatcher = new Dispatcher(this.dispatchHost(), conn);
+    const host: DispatchHost = this.withoutPrimary ? { ...this.host(), refuseWrite: (what: string) => this.refuseWrite(what) } : this.host();
+    this.dispatcher = new Dispatcher(host, conn);
     this.dispatcher.sink = this;
     if (!authenticated) {
       const out = await authenticateClient(this, conn.authMethod as ClientAuthMethod, this.user, secret, verifyLater);
@@ -464,14 +500,13 @@ export class Session implements ReplySink, ClientChannel {
     this.pid = keys.pid;
     this.secret = keys.secret;
     this.ctx.cancels.add(this.pid, this);
-    const parts: Buffer[] = [w.authenticationOk()];
     const shared = this.transactionMode;
-    for (const [k, v] of conn.params)
-      parts.push(w.parameterStatus(k, shared && k === 'application_name' ? (this.params.get('application_name') ?? '') : v));
-    parts.push(w.backendKeyData(this.pid, this.secret), w.readyForQuery(shared ? TxStatus.Idle : conn.txStatus));
-    this.sock.write(Buffer.concat(parts));
+    const status = parameterStatusBlock(conn, shared ? (this.params.get('application_name') ?? '') : undefined);
+    this.sock.write(
+      Buffer.concat([AUTHENTICATION_OK, status, w.backendKeyData(this.pid, this.secret), w.readyForQuery(shared ? TxStatus.Idle : conn.txStatus)]),
+    );
     this.phase = 'ready';
-    if (shared) this.txd = new TransactionDispatcher(this.transactionHost());
+    if (shared) this.txd = new TransactionDispatcher(this.host());
     const target = readTargetOf(this.sock);
     if (target) target.size = CLIENT_READ_BUFFER;
     if (!this.ssl && !target) {
@@ -485,7 +520,8 @@ export class Session implements ReplySink, ClientChannel {
       }
     }
     this.lastActivity = Date.now();
-    this.log.debug({ user: this.user, database: this.database, server: conn.tag, reused: conn.leases > 1 }, 'session ready');
+    if (this.ctx.log.isLevelEnabled('debug'))
+      this.log.debug({ user: this.user, database: this.database, server: conn.tag, reused: conn.leases > 1 }, 'session ready');
     // Anything the client pipelined behind its last authentication message.
     const queued = this.inbox;
     this.inbox = [];
@@ -500,8 +536,31 @@ export class Session implements ReplySink, ClientChannel {
     d.endOfChunk();
   }
 
-  private transactionHost(): TransactionHost {
-    return Object.assign(this.dispatchHost(), {
+  /**
+   * What both dispatchers need from the session, as one object made once per session (the
+   * session-pooling dispatcher reads only its DispatchHost part).
+   */
+  private host(): TransactionHost {
+    return {
+      logger: () => this.log,
+      pool: this.ctx.pool,
+      user: this.user,
+      database: this.database,
+      params: this.params,
+      credentials: () => this.credentials,
+      cluster: () => this.ctx.cluster(),
+      routeSettings: () => this.routeSettings(),
+      stats: this.ctx.stats,
+      admin: this.ctx.admin && ((sql: string, info: AdminSessionInfo) => this.ctx.admin!(sql, { ...info, settings: this.overrides })),
+      writeClient: (b: Buffer) => !this.sock.destroyed && this.sock.write(b),
+      pauseClient: () => this.sock.pause(),
+      resumeClient: () => {
+        if (this.phase === 'ready') this.sock.resume();
+      },
+      terminate: () => this.close(true),
+      backendFailed: (id: number, why: string) => this.ctx.backendFailed(id, why),
+      protocolViolation: (m: string) => this.fail(new ProxyError(SqlState.PROTOCOL_VIOLATION, m, 'FATAL')),
+      deferBegin: () => this.ctx.settings().transactionDeferBegin,
       lanes: this.ctx.lanes,
       clientQueuedBytes: () => this.sock.writableLength,
       onceClientDrained: (cb: () => void) => {
@@ -518,39 +577,10 @@ export class Session implements ReplySink, ClientChannel {
       fail: (e: ProxyError) => this.fail(e),
       connectTimeoutMs: () => this.ctx.settings().connectTimeoutMs,
       cacheUnnamedStatements: () => this.ctx.settings().transactionUnnamedStatementCache,
-      deferBegin: () => this.ctx.settings().transactionDeferBegin,
       settled: () => {
         this.lastActivity = Date.now();
         if (this.ctx.draining()) this.drainIfIdle();
       },
-    });
-  }
-
-  private dispatchHost() {
-    const self = this;
-    return {
-      log: this.log,
-      pool: this.ctx.pool,
-      user: this.user,
-      database: this.database,
-      params: this.params,
-      get credentials() {
-        return self.credentials;
-      },
-      cluster: () => this.ctx.cluster(),
-      routeSettings: () => this.routeSettings(),
-      stats: this.ctx.stats,
-      admin: this.ctx.admin && ((sql: string, info: AdminSessionInfo) => this.ctx.admin!(sql, { ...info, settings: this.overrides })),
-      refuseWrite: this.withoutPrimary ? (what: string) => this.refuseWrite(what) : undefined,
-      writeClient: (b: Buffer) => !this.sock.destroyed && this.sock.write(b),
-      pauseClient: () => this.sock.pause(),
-      resumeClient: () => {
-        if (this.phase === 'ready') this.sock.resume();
-      },
-      terminate: () => this.close(true),
-      backendFailed: (id: number, why: string) => this.ctx.backendFailed(id, why),
-      protocolViolation: (m: string) => this.fail(new ProxyError(SqlState.PROTOCOL_VIOLATION, m, 'FATAL')),
-      deferBegin: () => this.ctx.settings().transactionDeferBegin,
     };
   }
 

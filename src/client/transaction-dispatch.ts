@@ -179,7 +179,7 @@ export class TransactionDispatcher implements LaneClient {
     const node = this.host.cluster().node(nodeId)!;
     const known = this.groups.get(nodeId);
     if (known !== undefined && known.node === node) return known.group;
-    const group = this.host.lanes.group(node, this.host.user, this.host.database, this.host.params, this.host.credentials);
+    const group = this.host.lanes.group(node, this.host.user, this.host.database, this.host.params, this.host.credentials());
     this.groups.set(nodeId, { node, group });
     return group;
   }
@@ -755,7 +755,7 @@ export class TransactionDispatcher implements LaneClient {
       )
       .then(() => {
         this.lookingUp = false;
-        if (fresh.error !== undefined) this.host.log.warn({ err: fresh.error }, 'catalog lookup failed');
+        if (fresh.error !== undefined) this.host.logger().warn({ err: fresh.error }, 'catalog lookup failed');
       });
   }
 

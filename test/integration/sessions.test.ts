@@ -441,6 +441,42 @@ describe('limits', () => {
   });
 });
 
+describe('log lines', () => {
+  /** The JSON log line matching `re`, parsed. */
+  async function logged(p: ProxyHandle, re: RegExp): Promise<Record<string, unknown>> {
+    const line = await p.waitForLog(re);
+    return JSON.parse(line.slice(line.indexOf('{'))) as Record<string, unknown>;
+  }
+
+  test('a session\'s lines name its client\'s address and port, at log_min_messages warning and info', async () => {
+    const u = c.users.scram;
+    for (const level of ['warning', 'info']) {
+      // Every read on the replica (its weight alone), so that a line comes in the middle of the
+      // session: its replica connection is terminated under it, and the session goes on.
+      const p = await proxy({ conf: { log_min_messages: level, load_balance_mode: 'on', backend_weight0: 0, backend_weight1: 1 } });
+      const o = await connect(p, u.name, u.password);
+      const port = (o.client as unknown as { connection: { stream: { localPort: number } } }).connection.stream.localPort;
+      const r = await o.client.query<{ port: number; pid: number }>('SELECT inet_server_port() AS port, pg_backend_pid() AS pid');
+      assert.equal(r.rows[0]!.port, c.replica.port, 'the read ran on the replica');
+      const pid = r.rows[0]!.pid;
+      await sql(c, c.replica, `SELECT pg_terminate_backend(${pid})`);
+      const closed = await logged(p, /backend connection closed during the session/);
+      assert.equal(closed['client'], `127.0.0.1:${port}`, `${level}: ${JSON.stringify(closed)}`);
+      assert.equal(await one(o.client, 'SELECT 1'), '1', 'the session goes on');
+      await leave(o);
+      if (level === 'info') {
+        // A refused login, logged as the session ends.
+        const bad = newClient(p, u.name, 'wrong password');
+        await assert.rejects(bad.client.connect(), (e: Error & { code?: string }) => e.code === '28P01');
+        const refused = await logged(p, /password authentication failed/);
+        assert.match(String(refused['client']), /^127\.0\.0\.1:\d+$/, JSON.stringify(refused));
+        clients.delete(bad.client);
+      }
+      await p.stop();
+    }
+  });
+});
+
 describe('backend nodes going down', () => {
   test('the replica down: every client through the proxy still succeeds', async () => {
     const p = await proxy();
@@ -460,6 +496,35 @@ describe('backend nodes going down', () => {
       await startNode(c, c.replica);
       await waitForStreaming(c);
     }
+  });
+
+  test('the replica\'s backend terminated under a session (as a fast shutdown does): idle, the session goes on; mid-statement, that statement gets 08006 and the session goes on', async () => {
+    const p = await proxy({ conf: { load_balance_mode: 'on', backend_weight0: 0, backend_weight1: 1 } });
+    const u = c.users.scram;
+    const o = await connect(p, u.name, u.password);
+    const where = async (): Promise<{ port: number; pid: number }> =>
+      (await o.client.query<{ port: number; pid: number }>('SELECT inet_server_port() AS port, pg_backend_pid() AS pid')).rows[0]!;
+    const first = await where();
+    assert.equal(first.port, c.replica.port, 'reads start on the replica');
+    // Idle: the replica's FATAL 57P01 must not reach the client.
+    await sql(c, c.replica, `SELECT pg_terminate_backend(${first.pid})`);
+    await p.waitForLog(/backend connection closed during the session/);
+    assert.equal((await where()).port, c.primary.port, 'the next read goes to the primary');
+    assert.deepEqual(o.events, [], 'no error reached the client');
+
+    // Mid-statement, on a second session's replica connection.
+    const o2 = await connect(p, u.name, u.password);
+    const second = (await o2.client.query<{ port: number; pid: number }>('SELECT inet_server_port() AS port, pg_backend_pid() AS pid')).rows[0]!;
+    assert.equal(second.port, c.replica.port);
+    // A read that runs for minutes (pg_sleep would go to the primary: it is volatile).
+    const running = o2.client.query('SELECT count(*) FROM pgbench_accounts a CROSS JOIN pgbench_accounts b');
+    await sleep(300);
+    await sql(c, c.replica, `SELECT pg_terminate_backend(${second.pid})`);
+    await assert.rejects(running, (e: Error & { code?: string }) => e.code === '08006' && /lost the connection to replica node 1/.test(e.message));
+    assert.equal(await one(o2.client, 'SELECT inet_server_port()'), String(c.primary.port), 'the session goes on, on the primary');
+    assert.deepEqual(o2.events, [], 'no error outside the statement');
+    await leave(o);
+    await leave(o2);
   });
 
   test('the primary down: a clear FATAL 08006 naming the node, fast; the proxy recovers when it is back', async () => {
