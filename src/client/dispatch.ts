@@ -98,6 +98,12 @@ function settingKey(sql: string): string {
   return m[1]?.toLowerCase() === 'local' ? `local ${name}` : name;
 }
 
+/**
+ * A node this session lost (or could not reach) that stays up as far as the health checks know is
+ * tried again for a read after this long; one they saw go down is tried as soon as it is up again.
+ */
+const NODE_RETRY_MS = 30_000;
+
 /** How long a catalog lookup (pg_proc volatility, unlogged tables) may take before the statement goes to the primary. */
 const CATALOG_QUERY_TIMEOUT_MS = 10_000;
 /** A deferred BEGIN as the session's other connections get it (their replies are dropped). */
@@ -443,10 +449,22 @@ export class Dispatcher {
   private usable(nodeId: number): boolean {
     if (nodeId === this.primaryId) return true;
     const n = this.host.cluster().node(nodeId);
-    return n !== undefined && isUsable(n) && !this.failedNodes.has(nodeId);
+    if (n === undefined || !isUsable(n)) return false;
+    const failedAt = this.failedNodes.get(nodeId);
+    if (failedAt === undefined) return true;
+    // Tried again once the node has come back (the health check saw it down, then up), or,
+    // when it never went down (its backend alone was ended), after a while.
+    if (n.lastStatusChange.getTime() <= failedAt && Date.now() - failedAt < NODE_RETRY_MS) return false;
+    this.failedNodes.delete(nodeId);
+    return true;
   }
 
-  private readonly failedNodes = new Set<number>();
+  /** Nodes whose connection this session lost or could not open, with when (Date.now()). */
+  private readonly failedNodes = new Map<number, number>();
+
+  private nodeFailed(nodeId: number): void {
+    this.failedNodes.set(nodeId, Date.now());
+  }
 
   private state() {
     return { inTransaction: this.inTransaction(), writing: this.writing, pinned: this.pinned, tempTables: this.temp, written: this.written };
@@ -832,7 +850,7 @@ export class Dispatcher {
     if (this.opening) return;
     const target = this.host.cluster().node(node);
     if (!target) {
-      this.failedNodes.add(node);
+      this.nodeFailed(node);
       queueMicrotask(() => this.unblock());
       return;
     }
@@ -861,7 +879,7 @@ export class Dispatcher {
       })
       .catch((e: Error) => {
         this.opening = false;
-        this.failedNodes.add(node);
+        this.nodeFailed(node);
         this.host.logger().warn({ node, err: e.message }, 'replica unavailable for this session; its reads go to the primary');
         if (!(e instanceof BackendStartupError)) this.host.backendFailed(node, e.message);
         this.unblock();
@@ -897,7 +915,10 @@ export class Dispatcher {
   replicaLost(conn: ServerConnection): void {
     const id = conn.node.id;
     this.conns.delete(id);
-    this.failedNodes.add(id);
+    this.nodeFailed(id);
+    // A connection opened there later has none of this one's statements, nor its transaction.
+    for (const st of this.statements.values()) st.nodes.delete(id);
+    if (id === this.lbNodeId) this.lbInTx = false;
     if (!conn.sawFatal) this.host.backendFailed(id, 'connection lost');
     const owed = conn.forwardOwed;
     const status = this.primary?.txStatus ?? TxStatus.Idle;

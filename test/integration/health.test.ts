@@ -131,6 +131,36 @@ test('a stopped replica is marked down within a health check period, reads go to
   }
 });
 
+test('a session open across a replica restart (fast shutdown) reads from the primary meanwhile, and from the replica again once it is back', async () => {
+  const p = await proxy(c);
+  const client = new pg.Client({ connectionString: p.url(c.users.superuser.name, c.users.superuser.password) });
+  const errors: Error[] = [];
+  client.on('error', (e) => errors.push(e));
+  await client.connect();
+  // A named statement: parsed once, then only bound, on whichever connection it was parsed on.
+  const port = async (): Promise<number> =>
+    (await client.query<{ p: number }>({ name: 'where_am_i', text: 'SELECT inet_server_port() AS p' })).rows[0]!.p;
+  let stopped = false;
+  try {
+    assert.equal(await port(), c.replica.port);
+    await stopNode(c, c.replica, 'fast'); // its backends send FATAL 57P01, then close
+    stopped = true;
+    await p.waitForLog(/backend connection closed during the session/, 5000);
+    assert.equal(await port(), c.primary.port, 'while the replica is down, the read goes to the primary');
+    await until(p, c, (r) => r[1]?.status === 'down', 5000, 'replica down');
+    await startNode(c, c.replica);
+    stopped = false;
+    await until(p, c, (r) => r[1]?.status === 'up', 10_000, 'replica up');
+    await waitForStreaming(c);
+    assert.equal(await port(), c.replica.port, 'the same session reads from the replica again, its statement parsed there anew');
+    assert.deepEqual(errors, [], 'the session saw no error');
+  } finally {
+    await client.end().catch(() => undefined);
+    if (stopped) await startNode(c, c.replica);
+    await waitForStreaming(c);
+  }
+});
+
 test('DISALLOW_TO_FAILOVER keeps a failing node up and says so', async () => {
   const p = await proxy(c, { backend_flag1: 'DISALLOW_TO_FAILOVER' });
   let stopped = false;
