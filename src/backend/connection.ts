@@ -131,6 +131,8 @@ export class ServerConnection {
   forwardsFatal = true;
   /** Where in the chunk being scanned a FATAL that stays here begins (-1: none). */
   private fatalCut = -1;
+  /** The last FATAL (or PANIC) the server sent, whether or not it reached the client. */
+  lastFatal: ErrorFields | null = null;
   /** ErrorResponses seen since the connection opened. */
   errors = 0;
   readonly createdAt = Date.now();
@@ -485,6 +487,7 @@ export class ServerConnection {
       this.sawFatal = f.severity === 'FATAL' || f.severity === 'PANIC';
       if (this.sawFatal) {
         this.broken = true;
+        this.lastFatal = f;
         // Held back only when the whole message is in this chunk (`at` is negative for one begun
         // in an earlier chunk: forwarded in part, so the client must get the rest of it).
         const at = chunkEnd - (end - start);
@@ -576,6 +579,12 @@ function negotiateTls(sock: net.Socket, node: BackendNode, timeoutMs: number): P
 }
 
 /** Sends a CancelRequest for this backend's BackendKeyData over a new connection. */
+/** What a client is told the server said when it ended `conn` (undefined when it said nothing). */
+export function endedBecause(conn: ServerConnection): string | undefined {
+  const f = conn.lastFatal;
+  return f === null ? undefined : `The server ended the connection: ${f.message} (SQLSTATE ${f.code}).`;
+}
+
 export function sendCancel(conn: ServerConnection, timeoutMs: number): void {
   const sock = net.connect({ ...nodeAddress(conn.node) } as net.NetConnectOpts);
   const t = setTimeout(() => sock.destroy(), timeoutMs);

@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { Frontend, TxStatus } from '../protocol/codes.ts';
 import * as w from '../protocol/writer.ts';
-import { BackendStartupError, type BackendCredentials, type ServerConnection } from '../backend/connection.ts';
+import { BackendStartupError, endedBecause, type BackendCredentials, type ServerConnection } from '../backend/connection.ts';
 import type { Pool } from '../pool/pool.ts';
 import { isUsable, type ClusterNode, type ClusterView } from '../pool/cluster.ts';
 import type { NodeStats } from '../pool/node-stats.ts';
@@ -927,6 +927,7 @@ export class Dispatcher {
         severity: 'ERROR',
         code: SqlState.CONNECTION_FAILURE,
         message: `lost the connection to replica node ${id} while it ran the statement`,
+        detail: endedBecause(conn),
         hint: 'The session goes on; later reads are sent to the primary.',
       });
       for (let i = 0; i < Math.max(1, owed); i++) this.host.writeClient(i < owed ? Buffer.concat([err, w.readyForQuery(status)]) : err);

@@ -17,7 +17,7 @@ import {
   withStatementName,
   type NameSpan,
 } from '../protocol/statement-names.ts';
-import { sendCancel } from '../backend/connection.ts';
+import { endedBecause, sendCancel } from '../backend/connection.ts';
 import { describeNode } from '../backend/node.ts';
 import { isUsable, type ClusterNode } from '../pool/cluster.ts';
 import type { Lane, LaneClient, OpensWith } from '../pool/lane.ts';
@@ -239,6 +239,7 @@ export class TransactionDispatcher implements LaneClient {
           severity: 'ERROR',
           code: SqlState.CONNECTION_FAILURE,
           message: `lost the connection to ${describeNode(lane.conn.node)} while it ran the statement`,
+          detail: endedBecause(lane.conn),
           hint: 'The session goes on; the statement may or may not have run.',
         }),
         w.readyForQuery(TxStatus.Idle),
@@ -257,7 +258,12 @@ export class TransactionDispatcher implements LaneClient {
     if (this.terminated) return;
     if (!lane.conn.sawFatal) this.host.backendFailed(lane.conn.node.id, 'connection lost');
     this.host.fail(
-      new ProxyError(SqlState.CONNECTION_FAILURE, `backend ${describeNode(lane.conn.node)} closed the connection unexpectedly`, 'FATAL'),
+      new ProxyError(
+        SqlState.CONNECTION_FAILURE,
+        `backend ${describeNode(lane.conn.node)} closed the connection unexpectedly`,
+        'FATAL',
+        endedBecause(lane.conn),
+      ),
     );
   }
 

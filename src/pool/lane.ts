@@ -156,6 +156,9 @@ export class Lane implements ReplySink {
     private readonly owner: LaneOwner,
   ) {
     conn.sink = this;
+    // A server ending the connection must not end the clients' sessions with it: those with a
+    // request in flight get an error for it instead (requestLost, laneLost).
+    conn.forwardsFatal = false;
     this.status = conn.txStatus;
   }
 

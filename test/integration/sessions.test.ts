@@ -520,7 +520,11 @@ describe('backend nodes going down', () => {
     const running = o2.client.query('SELECT count(*) FROM pgbench_accounts a CROSS JOIN pgbench_accounts b');
     await sleep(300);
     await sql(c, c.replica, `SELECT pg_terminate_backend(${second.pid})`);
-    await assert.rejects(running, (e: Error & { code?: string }) => e.code === '08006' && /lost the connection to replica node 1/.test(e.message));
+    await assert.rejects(
+      running,
+      (e: Error & { code?: string; detail?: string }) =>
+        e.code === '08006' && /lost the connection to replica node 1/.test(e.message) && /administrator command \(SQLSTATE 57P01\)/.test(e.detail ?? ''),
+    );
     assert.equal(await one(o2.client, 'SELECT inet_server_port()'), String(c.primary.port), 'the session goes on, on the primary');
     assert.deepEqual(o2.events, [], 'no error outside the statement');
     await leave(o);
