@@ -17,7 +17,7 @@ import {
   withStatementName,
   type NameSpan,
 } from '../protocol/statement-names.ts';
-import { endedBecause, sendCancel } from '../backend/connection.ts';
+import { BackendStartupError, endedBecause, sendCancel } from '../backend/connection.ts';
 import { describeNode } from '../backend/node.ts';
 import { isUsable, type ClusterNode } from '../pool/cluster.ts';
 import type { Lane, LaneClient, OpensWith } from '../pool/lane.ts';
@@ -447,6 +447,28 @@ export class TransactionDispatcher implements LaneClient {
         // A replica that cannot be reached: this read goes to the primary instead.
         this.host.backendFailed(node, lane.message);
         plan.node = this.primaryId;
+        this.pump();
+        return;
+      }
+      const r = this.queue[0];
+      if (r !== undefined && r.end !== 'flush' && this.held === null && !this.beginPending && !this.openBatch) {
+        // The session holds nothing a server keeps (no transaction, no pinned state): this
+        // request fails alone, as it would on a server that went away under it, and the session
+        // goes on. A primary that restarts ends no session of this mode.
+        this.queue.shift();
+        this.host.writeClient(
+          Buffer.concat([
+            w.errorResponse({
+              severity: 'ERROR',
+              // A server that refused the login says why (53300 when it is full, say).
+              code: lane instanceof BackendStartupError && lane.fields.code !== '' ? lane.fields.code : SqlState.CONNECTION_FAILURE,
+              message: lane.message,
+              hint: 'The session goes on: the statement can be sent again once the node is back.',
+            }),
+            w.readyForQuery(TxStatus.Idle),
+          ]),
+        );
+        this.host.settled();
         this.pump();
         return;
       }

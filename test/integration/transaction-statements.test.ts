@@ -143,6 +143,42 @@ test('a read running on a replica lane whose backend is terminated gets 08006 na
   }
 });
 
+test('the primary restarts (fast shutdown) under sessions holding nothing: their statements meanwhile get 08006 errors, no session ends, and they write again once it is back', async () => {
+  const rp = await startProxy(c, { conf: { pool_mode: 'transaction', load_balance_mode: 'off', connect_timeout: 2000 } });
+  const u = c.users.superuser;
+  const clients: pg.Client[] = [];
+  const outside: Error[] = [];
+  let stopped = false;
+  try {
+    for (let i = 0; i < 3; i++) {
+      const cl = new pg.Client({ host: rp.host, port: rp.port, user: u.name, password: u.password, database: c.database });
+      cl.on('error', (e) => outside.push(e));
+      await cl.connect();
+      clients.push(cl);
+    }
+    await clients[0]!.query('CREATE TABLE IF NOT EXISTS txn_restart (v int)');
+    for (const [i, cl] of clients.entries()) await cl.query('INSERT INTO txn_restart VALUES ($1)', [i]);
+    await stopNode(c, c.primary, 'fast');
+    stopped = true;
+    for (const cl of clients) {
+      await assert.rejects(cl.query('INSERT INTO txn_restart VALUES (-1)'), (e: Error & { code?: string }) => e.code === '08006');
+      await assert.rejects(cl.query('SELECT 1'), (e: Error & { code?: string }) => e.code === '08006', 'a read too (no balancing here)');
+    }
+    await startNode(c, c.primary);
+    stopped = false;
+    for (const [i, cl] of clients.entries()) await cl.query('INSERT INTO txn_restart VALUES ($1)', [10 + i]);
+    const r = await clients[1]!.query<{ v: number }>('SELECT v FROM txn_restart ORDER BY v');
+    assert.deepEqual(r.rows.map((x) => x.v), [0, 1, 2, 10, 11, 12], 'every session wrote before and after, nothing while it was down');
+    assert.deepEqual(outside, [], 'no session was ended');
+    await clients[0]!.query('DROP TABLE txn_restart');
+  } finally {
+    for (const cl of clients) await cl.end().catch(() => undefined);
+    await rp.stop('SIGKILL');
+    if (stopped) await startNode(c, c.primary);
+    await waitForStreaming(c);
+  }
+});
+
 test('a statement parsed on the replica, bound in the rest of a Flush-ended batch inside a transaction on the primary: the Parse pgrouter adds is invisible', async () => {
   // Reads go to the replica (primary weight 0); the transaction runs on the primary.
   const rp = await startProxy(c, { conf: { pool_mode: 'transaction', load_balance_mode: 'on', backend_weight0: 0, backend_weight1: 1 } });
