@@ -357,12 +357,12 @@ export class ServerConnection {
     this.socket.uncork();
   }
 
-  /** pgrouter's Sync behind a deferred BEGIN will not be answered (the BEGIN failed, or the request is a COPY FROM STDIN). */
   private setParam(name: string, value: string): void {
     this.params.set(name, value);
     this.paramsVersion++;
   }
 
+  /** pgrouter's Sync behind a deferred BEGIN will not be answered (the BEGIN failed, or the request is a COPY FROM STDIN). */
   private dropBeginSync(): void {
     if (!this.beginSync) return;
     this.beginSync = false;
@@ -578,13 +578,13 @@ function negotiateTls(sock: net.Socket, node: BackendNode, timeoutMs: number): P
   });
 }
 
-/** Sends a CancelRequest for this backend's BackendKeyData over a new connection. */
 /** What a client is told the server said when it ended `conn` (undefined when it said nothing). */
 export function endedBecause(conn: ServerConnection): string | undefined {
   const f = conn.lastFatal;
   return f === null ? undefined : `The server ended the connection: ${f.message} (SQLSTATE ${f.code}).`;
 }
 
+/** Sends a CancelRequest for this backend's BackendKeyData over a new connection. */
 export function sendCancel(conn: ServerConnection, timeoutMs: number): void {
   const sock = net.connect({ ...nodeAddress(conn.node) } as net.NetConnectOpts);
   const t = setTimeout(() => sock.destroy(), timeoutMs);

@@ -302,6 +302,7 @@ export class Dispatcher {
     if (this.host.refuseWrite && this.primaryOnly(c, sql)) return this.refuse(c.reason, [[buf, start, end]], 1);
     const begins = c.tx === 'begin' ? this.defersBegin(sql) : undefined;
     if (begins !== undefined) return this.answerBegin(c, sql, begins);
+    if (c.tx === 'end' && this.deferredBegin && this.answerEnd(c, sql)) return;
     const d = this.decide(c, sql);
     if (d === null) return this.block(buf, start, end); // waits for a catalog lookup
     if (!this.ready(d.node)) return this.block(buf, start, end);
@@ -359,6 +360,29 @@ export class Dispatcher {
     this.fresh = null;
     const tag = word === 'start' ? 'START TRANSACTION' : 'BEGIN';
     this.host.writeClient(Buffer.concat([w.commandComplete(tag), w.readyForQuery(TxStatus.InTransaction)]));
+  }
+
+  /**
+   * A plain COMMIT or ROLLBACK (END, ABORT) right after a deferred BEGIN: the transaction never
+   * started on a server, so it is ended here too, as a server would answer it. False for any
+   * other statement that ends a transaction (COMMIT AND CHAIN, PREPARE TRANSACTION...).
+   */
+  private answerEnd(c: Classification, sql: string): boolean {
+    const word = plainTransactionControl(sql);
+    if (word !== 'commit' && word !== 'end' && word !== 'rollback' && word !== 'abort') return false;
+    const primary = this.primaryId;
+    if (this.trace || this.host.routeSettings().traceAll) this.notice(primary, true, `${c.reason} (answered here: the deferred BEGIN never reached a server)`);
+    for (const id of this.conns.keys()) {
+      this.host.stats.statement(id, c.kind);
+      this.host.stats.routed(id, 'session_command');
+    }
+    this.deferredBegin = false;
+    this.afterRoute(c, sql, primary);
+    this.fresh = null;
+    // PostgreSQL's tags: END is a COMMIT, ABORT a ROLLBACK.
+    const tag = word === 'rollback' || word === 'abort' ? 'ROLLBACK' : 'COMMIT';
+    this.host.writeClient(Buffer.concat([w.commandComplete(tag), w.readyForQuery(TxStatus.Idle)]));
+    return true;
   }
 
   /**

@@ -131,6 +131,39 @@ describe('a deferred BEGIN in session pooling', () => {
     }
   });
 
+  test('COMMIT, END, ROLLBACK or ABORT right after a deferred BEGIN are answered by pgrouter: neither node sees the transaction', async () => {
+    const su = c.users.superuser;
+    for (const [p, answered] of [[on, true], [off, false]] as const) {
+      // Each session's backends, by their application_name (a cached one keeps it too).
+      const app = `sdb-end-${process.pid}-${answered ? 'on' : 'off'}`;
+      const lastQuery = (n: RigNode): Promise<string> => sql(c, n, `SELECT query FROM pg_stat_activity WHERE application_name = '${app}'`);
+      const cl = new pg.Client({ connectionString: p.url(su.name, su.password), application_name: app });
+      cl.on('error', () => undefined);
+      await cl.connect();
+      open.add(cl);
+      try {
+        // One statement on each node first, so that the session has a connection to both.
+        await cl.query(`INSERT INTO ${T} VALUES ('end-test', 1)`);
+        assert.equal(nodeOf((await row<{ port: number }>(cl, 'SELECT inet_server_port() AS port')).port), 'replica');
+        const [onPrimary, onReplica] = [await lastQuery(c.primary), await lastQuery(c.replica)];
+        const tags: string[] = [];
+        for (const [begin, end] of [['BEGIN', 'COMMIT'], ['BEGIN', 'END'], ['START TRANSACTION', 'ROLLBACK'], ['begin', 'abort']]) {
+          await cl.query(begin!);
+          tags.push((await cl.query(end!)).command);
+        }
+        assert.deepEqual(tags, ['COMMIT', 'COMMIT', 'ROLLBACK', 'ROLLBACK']);
+        if (answered) {
+          assert.equal(await lastQuery(c.primary), onPrimary, 'the primary ran nothing since');
+          assert.equal(await lastQuery(c.replica), onReplica, 'the replica ran nothing since');
+        } else assert.equal(await lastQuery(c.primary), 'abort', 'with the setting off, every statement reaches the primary');
+        assert.equal((await row<{ v: number }>(cl, 'SELECT 2 AS v')).v, 2, 'the session goes on');
+      } finally {
+        await close(cl);
+        await sql(c, c.primary, `DELETE FROM ${T} WHERE who = 'end-test'`);
+      }
+    }
+  });
+
   test('BEGIN and the first statement in one write (pipelined): answered in order, and the statement runs inside the transaction', async () => {
     const md5 = c.users.md5;
     const raw = await RawClient.connect({ host: on.host, port: on.port, user: md5.name, password: md5.password, database: c.database });
