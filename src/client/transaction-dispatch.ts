@@ -68,7 +68,14 @@ interface ClientStatement {
 }
 
 /** Where a request goes and how it may share its lane. */
-type Plan = { node: number; readonly mode: Mode };
+type Plan = {
+  node: number;
+  readonly mode: Mode;
+  /** A read that load balancing placed: another node may serve it when this one cannot be reached. */
+  readonly balanced: boolean;
+  /** Set once the request was moved off a node that could not be reached (it is moved once). */
+  moved?: true;
+};
 
 /** One request: complete client messages (copies once the request has to wait). */
 interface Request {
@@ -443,12 +450,18 @@ export class TransactionDispatcher implements LaneClient {
     this.waitGroup = null;
     this.acquiring = false;
     if (lane instanceof Error) {
-      if (node !== this.primaryId && plan.mode === Mode.Pipeline) {
-        // A replica that cannot be reached: this read goes to the primary instead.
-        this.host.backendFailed(node, lane.message);
-        plan.node = this.primaryId;
-        this.pump();
-        return;
+      if (plan.moved === undefined && plan.mode === Mode.Pipeline) {
+        // A replica that cannot be reached: this read goes to the primary instead. A balanced
+        // read for a primary that cannot be reached (restarting, before its health check says
+        // so) goes to a replica that may serve reads, if there is one.
+        const other = node !== this.primaryId ? this.primaryId : plan.balanced ? this.replicaForRead() : undefined;
+        if (other !== undefined) {
+          if (node !== this.primaryId) this.host.backendFailed(node, lane.message);
+          plan.node = other;
+          plan.moved = true;
+          this.pump();
+          return;
+        }
       }
       const r = this.queue[0];
       if (r !== undefined && r.end !== 'flush' && this.held === null && !this.beginPending && !this.openBatch) {
@@ -547,7 +560,14 @@ export class TransactionDispatcher implements LaneClient {
       this.host.stats.statement(node, k);
       this.host.stats.routed(node, reason);
     }
-    return { node, mode };
+    return { node, mode, balanced: !primary && !inTransaction && s.loadBalance };
+  }
+
+  /** A replica a read may go to (up, weight above 0, within the lag thresholds), by weight. */
+  private replicaForRead(): number | undefined {
+    const primary = this.primaryId;
+    const s = this.host.routeSettings();
+    return weightedChoice(this.host.cluster().nodes, Math.random, (n) => n.id !== primary && readsMayGo(n, primary, s))?.id;
   }
 
   /** One statement of the request being planned: its mode, and whether it must run on the primary. */

@@ -179,6 +179,37 @@ test('the primary restarts (fast shutdown) under sessions holding nothing: their
   }
 });
 
+test('a balanced read for a primary that cannot be reached goes to the replica (no health check has said it is down yet)', async () => {
+  // The session's load-balance node is the primary (its application_name says so); health checks are off.
+  const rp = await startProxy(c, {
+    conf: { pool_mode: 'transaction', load_balance_mode: 'on', app_name_redirect_preference_list: 'to_primary:primary', connect_timeout: 2000 },
+  });
+  const u = c.users.superuser;
+  const cl = new pg.Client({ host: rp.host, port: rp.port, user: u.name, password: u.password, database: c.database, application_name: 'to_primary' });
+  const outside: Error[] = [];
+  cl.on('error', (e) => outside.push(e));
+  await cl.connect();
+  const port = async (): Promise<number> => (await cl.query<{ p: number }>('SELECT inet_server_port() AS p')).rows[0]!.p;
+  let stopped = false;
+  try {
+    assert.equal(await port(), c.primary.port, 'reads go to the primary while it is up');
+    await stopNode(c, c.primary, 'fast');
+    stopped = true;
+    assert.equal(await port(), c.replica.port, 'the read went to the replica');
+    assert.equal((await cl.query<{ v: number }>({ text: 'SELECT $1::int AS v', values: [7] })).rows[0]!.v, 7, 'an extended-protocol read too');
+    await assert.rejects(cl.query('CREATE TEMP TABLE t_nowhere (v int)'), (e: Error & { code?: string }) => e.code === '08006', 'a write fails alone');
+    await startNode(c, c.primary);
+    stopped = false;
+    assert.equal(await port(), c.primary.port, 'reads go back to the primary');
+    assert.deepEqual(outside, [], 'the session was not ended');
+  } finally {
+    await cl.end().catch(() => undefined);
+    await rp.stop('SIGKILL');
+    if (stopped) await startNode(c, c.primary);
+    await waitForStreaming(c);
+  }
+});
+
 test('a statement parsed on the replica, bound in the rest of a Flush-ended batch inside a transaction on the primary: the Parse pgrouter adds is invisible', async () => {
   // Reads go to the replica (primary weight 0); the transaction runs on the primary.
   const rp = await startProxy(c, { conf: { pool_mode: 'transaction', load_balance_mode: 'on', backend_weight0: 0, backend_weight1: 1 } });
