@@ -80,6 +80,7 @@ function routeSettings(c: Config): RouteSettings {
     delayThresholdMs: s.delay_threshold_by_time,
     preferLowerDelayStandby: s.prefer_lower_delay_standby,
     traceAll: s.notice_per_node_statement,
+    replicaRetryMs: s.replica_retry_interval * 1000,
     redirects: {
       appName: parseRedirectList(s.app_name_redirect_preference_list),
       database: parseRedirectList(s.database_redirect_preference_list),

@@ -98,12 +98,6 @@ function settingKey(sql: string): string {
   return m[1]?.toLowerCase() === 'local' ? `local ${name}` : name;
 }
 
-/**
- * A node this session lost (or could not reach) that stays up as far as the health checks know is
- * tried again for a read after this long; one they saw go down is tried as soon as it is up again.
- */
-const NODE_RETRY_MS = 30_000;
-
 /** How long a catalog lookup (pg_proc volatility, unlogged tables) may take before the statement goes to the primary. */
 const CATALOG_QUERY_TIMEOUT_MS = 10_000;
 /** A deferred BEGIN as the session's other connections get it (their replies are dropped). */
@@ -477,8 +471,9 @@ export class Dispatcher {
     const failedAt = this.failedNodes.get(nodeId);
     if (failedAt === undefined) return true;
     // Tried again once the node has come back (the health check saw it down, then up), or,
-    // when it never went down (its backend alone was ended), after a while.
-    if (n.lastStatusChange.getTime() <= failedAt && Date.now() - failedAt < NODE_RETRY_MS) return false;
+    // when it never went down (its backend alone was ended, or health checks are off, as in
+    // the Kubernetes settings), after replica_retry_interval.
+    if (n.lastStatusChange.getTime() <= failedAt && Date.now() - failedAt < this.host.routeSettings().replicaRetryMs) return false;
     this.failedNodes.delete(nodeId);
     return true;
   }

@@ -40,6 +40,8 @@ export interface RouteSettings {
   readonly preferLowerDelayStandby: boolean;
   /** notice_per_node_statement: trace every routing decision to every client. */
   readonly traceAll: boolean;
+  /** replica_retry_interval in milliseconds: when a session tries a node it lost again. */
+  readonly replicaRetryMs: number;
   /** app_name_ / database_ / user_redirect_preference_list, in that order of precedence. */
   readonly redirects: {
     readonly appName: readonly RedirectRule[];

@@ -498,8 +498,9 @@ describe('backend nodes going down', () => {
     }
   });
 
-  test('the replica\'s backend terminated under a session (as a fast shutdown does): idle, the session goes on; mid-statement, that statement gets 08006 and the session goes on', async () => {
-    const p = await proxy({ conf: { load_balance_mode: 'on', backend_weight0: 0, backend_weight1: 1 } });
+  test('the replica\'s backend terminated under a session (as a fast shutdown does): idle, the session goes on, and back on the replica after replica_retry_interval; mid-statement, that statement gets 08006 and the session goes on', async () => {
+    // No health checks (as in the Kubernetes settings): the node never looks down, so the session tries it again after the interval.
+    const p = await proxy({ conf: { load_balance_mode: 'on', backend_weight0: 0, backend_weight1: 1, replica_retry_interval: 2 } });
     const u = c.users.scram;
     const o = await connect(p, u.name, u.password);
     const where = async (): Promise<{ port: number; pid: number }> =>
@@ -509,8 +510,13 @@ describe('backend nodes going down', () => {
     // Idle: the replica's FATAL 57P01 must not reach the client.
     await sql(c, c.replica, `SELECT pg_terminate_backend(${first.pid})`);
     await p.waitForLog(/backend connection closed during the session/);
+    const lostAt = Date.now();
     assert.equal((await where()).port, c.primary.port, 'the next read goes to the primary');
     assert.deepEqual(o.events, [], 'no error reached the client');
+    // Within the interval it stays on the primary; after it, it reads from the replica again.
+    if (Date.now() - lostAt < 500) assert.equal((await where()).port, c.primary.port, 'still the primary within replica_retry_interval');
+    await sleep(Math.max(0, lostAt + 2300 - Date.now()));
+    assert.equal((await where()).port, c.replica.port, 'the replica again after replica_retry_interval');
 
     // Mid-statement, on a second session's replica connection.
     const o2 = await connect(p, u.name, u.password);

@@ -39,6 +39,7 @@ function settings(o: Partial<RouteSettings> = {}): RouteSettings {
     delayThresholdMs: 0,
     preferLowerDelayStandby: false,
     traceAll: false,
+    replicaRetryMs: 30_000,
     redirects: { appName: [], database: [], user: [] },
     ...o,
   };
