@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import { Frontend, TxStatus } from '../protocol/codes.ts';
 import * as w from '../protocol/writer.ts';
+import { transactionControlReply } from '../protocol/deferred-begin.ts';
 import { BackendStartupError, endedBecause, type BackendCredentials, type ServerConnection } from '../backend/connection.ts';
 import type { Pool } from '../pool/pool.ts';
 import { isUsable, type ClusterNode, type ClusterView } from '../pool/cluster.ts';
@@ -341,19 +342,10 @@ export class Dispatcher {
 
   /** Answers a deferred BEGIN: the session is now in a transaction that starts with its next request. */
   private answerBegin(c: Classification, sql: string, word: 'begin' | 'start'): void {
-    const primary = this.primaryId;
-    if (this.trace || this.host.routeSettings().traceAll) this.notice(primary, true, `${c.reason} (deferred: sent with the next statement)`);
-    for (const id of this.conns.keys()) {
-      this.host.stats.statement(id, c.kind);
-      this.host.stats.routed(id, 'session_command');
-    }
     this.deferredBegin = true;
     // Every connection open now gets the BEGIN, as it would have had it been sent.
     if (this.conns.has(this.lbNodeId)) this.lbInTx = true;
-    this.afterRoute(c, sql, primary);
-    this.fresh = null;
-    const tag = word === 'start' ? 'START TRANSACTION' : 'BEGIN';
-    this.host.writeClient(Buffer.concat([w.commandComplete(tag), w.readyForQuery(TxStatus.InTransaction)]));
+    this.answerHere(c, sql, 'deferred: sent with the next statement', word);
   }
 
   /**
@@ -364,19 +356,22 @@ export class Dispatcher {
   private answerEnd(c: Classification, sql: string): boolean {
     const word = plainTransactionControl(sql);
     if (word !== 'commit' && word !== 'end' && word !== 'rollback' && word !== 'abort') return false;
+    this.deferredBegin = false;
+    this.answerHere(c, sql, 'answered here: the deferred BEGIN never reached a server', word);
+    return true;
+  }
+
+  /** The bookkeeping and reply of a transaction-control statement no server sees (see answerBegin, answerEnd). */
+  private answerHere(c: Classification, sql: string, why: string, word: Parameters<typeof transactionControlReply>[0]): void {
     const primary = this.primaryId;
-    if (this.trace || this.host.routeSettings().traceAll) this.notice(primary, true, `${c.reason} (answered here: the deferred BEGIN never reached a server)`);
+    if (this.trace || this.host.routeSettings().traceAll) this.notice(primary, true, `${c.reason} (${why})`);
     for (const id of this.conns.keys()) {
       this.host.stats.statement(id, c.kind);
       this.host.stats.routed(id, 'session_command');
     }
-    this.deferredBegin = false;
     this.afterRoute(c, sql, primary);
     this.fresh = null;
-    // PostgreSQL's tags: END is a COMMIT, ABORT a ROLLBACK.
-    const tag = word === 'rollback' || word === 'abort' ? 'ROLLBACK' : 'COMMIT';
-    this.host.writeClient(Buffer.concat([w.commandComplete(tag), w.readyForQuery(TxStatus.Idle)]));
-    return true;
+    this.host.writeClient(transactionControlReply(word));
   }
 
   /**

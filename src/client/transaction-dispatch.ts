@@ -7,6 +7,7 @@
 
 import { Frontend, TxStatus } from '../protocol/codes.ts';
 import * as w from '../protocol/writer.ts';
+import { transactionControlReply } from '../protocol/deferred-begin.ts';
 import {
   closeStatement,
   parseKey,
@@ -426,13 +427,12 @@ export class TransactionDispatcher implements LaneClient {
     if (word === 'begin' || word === 'start') {
       if (this.beginPending) return false; // a second BEGIN goes to the server, which warns about it
       this.beginPending = true;
-      this.answerHere(Buffer.concat([w.commandComplete(word === 'start' ? 'START TRANSACTION' : 'BEGIN'), w.readyForQuery(TxStatus.InTransaction)]));
+      this.answerHere(transactionControlReply(word));
       return true;
     }
     if (!this.beginPending) return false;
     this.beginPending = false;
-    // PostgreSQL's tags: END is a COMMIT, ABORT a ROLLBACK.
-    this.answerHere(Buffer.concat([w.commandComplete(word === 'rollback' || word === 'abort' ? 'ROLLBACK' : 'COMMIT'), w.readyForQuery(TxStatus.Idle)]));
+    this.answerHere(transactionControlReply(word));
     return true;
   }
 
