@@ -533,8 +533,11 @@ export class Dispatcher {
       if (this.ddlInTx) catalogCache.forget(this.facts);
       this.ddlInTx = false;
     } else if (mode !== 'off') {
-      // A function of unknown volatility counts as writing (the safe side).
-      const writes = c.target !== 'either' || (c.functions.length > 0 && callsWriteFunction(c, s, this.catalog));
+      // A function of unknown volatility counts as writing (the safe side). A statement sent to
+      // every node (SET, RESET, DISCARD, SAVEPOINT, a weak LOCK) writes no data: it does not keep
+      // later reads off the replicas. Pgpool-II counts it, and so keeps a JDBC session, whose
+      // driver sends SET extra_float_digits on connecting, on the primary under `always`.
+      const writes = c.target === 'primary' || (c.functions.length > 0 && callsWriteFunction(c, s, this.catalog));
       // Checked only for statements that would count as writes: reads skip the regex.
       if (writes && !READ_ONLY_SET.test(sql) && (this.inTransaction() || mode === 'always')) {
         if (mode === 'dml_adaptive') this.noteWrites(c, s);

@@ -42,22 +42,23 @@ type Phase = 'startup' | 'auth' | 'ready' | 'closed';
 
 const AUTHENTICATION_OK = w.authenticationOk();
 
-/** The last ParameterStatus block built from each connection's parameters (see parameterStatusBlock). */
-const statusBlocks = new WeakMap<ServerConnection, { version: number; applicationName: string | undefined; bytes: Buffer }>();
+/** The last ParameterStatus block built from each parameter set (see parameterStatusBlock). */
+const statusBlocks = new WeakMap<object, { version: number; applicationName: string | undefined; bytes: Buffer }>();
 
 /**
- * The ParameterStatus messages of a login reply: `conn`'s parameters, with `applicationName`
- * in place of the server's application_name when given (a shared connection's sessions each
- * have their own). In transaction pooling every login of a group is answered from the same
- * connection, so the block is built again only when its parameters change or the name differs.
+ * The ParameterStatus messages of a login reply: `params` (the version of which `owner` is at),
+ * with `applicationName` in place of the server's application_name when given (a shared
+ * connection's sessions each have their own). In transaction pooling every login of a group is
+ * answered from the same lane, so the block is built again only when its parameters change or the
+ * name differs.
  */
-function parameterStatusBlock(conn: ServerConnection, applicationName: string | undefined): Buffer {
-  const last = statusBlocks.get(conn);
-  if (last !== undefined && last.version === conn.paramsVersion && last.applicationName === applicationName) return last.bytes;
+function parameterStatusBlock(owner: object, params: ReadonlyMap<string, string>, version: number, applicationName: string | undefined): Buffer {
+  const last = statusBlocks.get(owner);
+  if (last !== undefined && last.version === version && last.applicationName === applicationName) return last.bytes;
   const parts: Buffer[] = [];
-  for (const [k, v] of conn.params) parts.push(w.parameterStatus(k, applicationName !== undefined && k === 'application_name' ? applicationName : v));
+  for (const [k, v] of params) parts.push(w.parameterStatus(k, applicationName !== undefined && k === 'application_name' ? applicationName : v));
   const bytes = Buffer.concat(parts);
-  statusBlocks.set(conn, { version: conn.paramsVersion, applicationName, bytes });
+  statusBlocks.set(owner, { version, applicationName, bytes });
   return bytes;
 }
 
@@ -490,10 +491,15 @@ export class Session implements ReplySink, ClientChannel {
       if (out.scram !== undefined) this.credentials = { secret, scramPassThrough: out.scram };
     }
     if (this.isClosed()) return;
-    this.becomeReady(template);
+    this.becomeReady(template, lane.loginParams);
   }
 
-  private becomeReady(conn: ServerConnection): void {
+  /**
+   * The login reply, then the session proper. `loginParams`: a lane's parameters as of its login
+   * (transaction pooling), in place of the connection's current ones, which another session's
+   * SET may have changed.
+   */
+  private becomeReady(conn: ServerConnection, loginParams?: ReadonlyMap<string, string>): void {
     if (this.authTimer) clearTimeout(this.authTimer);
     this.authTimer = null;
     const keys = this.ctx.cancels.allocate();
@@ -501,7 +507,10 @@ export class Session implements ReplySink, ClientChannel {
     this.secret = keys.secret;
     this.ctx.cancels.add(this.pid, this);
     const shared = this.transactionMode;
-    const status = parameterStatusBlock(conn, shared ? (this.params.get('application_name') ?? '') : undefined);
+    const status =
+      loginParams !== undefined
+        ? parameterStatusBlock(loginParams, loginParams, 0, this.params.get('application_name') ?? '')
+        : parameterStatusBlock(conn, conn.params, conn.paramsVersion, shared ? (this.params.get('application_name') ?? '') : undefined);
     this.sock.write(
       Buffer.concat([AUTHENTICATION_OK, status, w.backendKeyData(this.pid, this.secret), w.readyForQuery(shared ? TxStatus.Idle : conn.txStatus)]),
     );

@@ -1,9 +1,11 @@
 // The client half of a session in pool_mode = transaction. Each request (a Query, or an
 // extended-protocol batch up to Sync) is classified: an autocommit statement is pipelined onto a
 // shared connection (lane) of the node routing chooses; a transaction takes a primary lane to
-// itself until ReadyForQuery says idle; a statement that changes session state (SET, LISTEN, temp
-// tables, SQL PREPARE, session advisory locks) pins the session to its primary lane for good.
-// Named prepared statements are renamed per lane so that clients never see each other's.
+// itself until ReadyForQuery says idle; a statement that changes session state (LISTEN, temp
+// tables, SQL PREPARE, session advisory locks, a SET inside a transaction) pins the session to its
+// primary lane for good. A session-level SET or RESET is kept per session instead and set on each
+// lane before the session's request runs there. Named prepared statements are renamed per lane so
+// that clients never see each other's.
 
 import { Frontend, TxStatus } from '../protocol/codes.ts';
 import * as w from '../protocol/writer.ts';
@@ -26,8 +28,8 @@ import type { LaneGroup } from '../pool/lane-group.ts';
 import type { TransactionPool } from '../pool/transaction-pool.ts';
 import { ADMIN_COMMAND, type DispatchHost } from './dispatch.ts';
 import { classify, plainTransactionControl } from '../router/classify.ts';
-import type { Classification } from '../router/statement.ts';
-import { lagOverThreshold, NEEDS_CATALOG_LOOKUP, primaryReason, sessionLoadBalanceNode, weightedChoice, type RouteSettings } from '../router/route.ts';
+import type { Classification, SessionSetting } from '../router/statement.ts';
+import { callsWriteFunction, lagOverThreshold, NEEDS_CATALOG_LOOKUP, primaryReason, sessionLoadBalanceNode, weightedChoice, type RouteSettings } from '../router/route.ts';
 import { catalogCache, freshFacts, mayChangeCatalogFacts, type DatabaseFacts } from '../router/catalog-cache.ts';
 import { laneRows } from '../pool/lane-query.ts';
 import { reasonCategory } from '../router/reason-category.ts';
@@ -89,6 +91,20 @@ interface Request {
   named?: Array<NamedFrame | null>;
   /** What ends it: a Query, a Sync, a Flush, COPY data for the request in progress, a FunctionCall. */
   readonly end: 'query' | 'sync' | 'flush' | 'copy' | 'call';
+  /** Set by plan: the session settings it changes, in order (a SET or RESET outside a transaction). */
+  changes?: SettingChange[];
+}
+
+/** One SET or RESET of a session's: what it sets, and its text (replayed on other lanes). */
+interface SettingChange {
+  readonly setting: SessionSetting;
+  readonly sql: string;
+}
+
+/** Settings changes sent and not answered yet: the number of the request that carries them. */
+interface UnconfirmedChanges {
+  readonly seq: number;
+  readonly changes: readonly SettingChange[];
 }
 
 /**
@@ -118,6 +134,15 @@ const MAX_LANE_STATEMENTS = 512;
 /** The mode a statement needs (see Mode). */
 export function statementMode(c: Classification, sql: string): Mode {
   if (c.prepare !== undefined || c.deallocate !== undefined || c.createsTemp.length > 0) return Mode.Pin;
+  // A session-level SET or RESET is kept by the session (see TransactionDispatcher.settings).
+  if (c.setting !== undefined) return Mode.Pipeline;
+  if (c.parts !== undefined) {
+    // A multi-statement string holds its lane; one that also sets something pins the session (its
+    // SETs and the rest of it are one implicit transaction, not replayed apart).
+    let m = Mode.Exclusive;
+    for (const p of c.parts) if (p.setting !== undefined || statementMode(p, sql) === Mode.Pin) m = Mode.Pin;
+    return m;
+  }
   if (c.target === 'all' && c.tx === 'none') {
     // SET, RESET, DISCARD, DEALLOCATE ALL; a LOCK weaker than ROW EXCLUSIVE only means something in a transaction.
     if (c.reason === 'LOCK' || SET_LOCAL.test(sql)) return Mode.Exclusive;
@@ -163,6 +188,21 @@ export class TransactionDispatcher implements LaneClient {
   private readonly catalog;
   private lookingUp = false;
   private readPaused = false;
+
+  /**
+   * The session's settings: each parameter it SET outside a transaction, with the statement that
+   * set it, in the order they last changed. Changes count from the moment they are sent (a
+   * request behind them must run with them), and are undone if their request fails.
+   */
+  private settings = new Map<string, string>();
+  /** `settings` as one text, a statement per line ('' for none): what a lane must have before this session's request runs there. */
+  private settingsSql = '';
+  /** The settings as the server has confirmed them, and the changes still on their way. */
+  private confirmedSettings = new Map<string, string>();
+  private readonly unconfirmed: UnconfirmedChanges[] = [];
+  /** Requests sent (given a place in a lane's FIFO) and answered, counted to match answers to changes. */
+  private sentCount = 0;
+  private doneCount = 0;
 
   /** The session's load-balance node (statement_level_load_balance off: chosen once, as Pgpool-II does). */
   private readonly lbNodeId: number;
@@ -210,8 +250,10 @@ export class TransactionDispatcher implements LaneClient {
     this.host.onceClientDrained(cb);
   }
 
-  requestDone(lane: Lane, status: number): void {
+  requestDone(lane: Lane, status: number, failed: boolean): void {
     this.inFlight--;
+    this.doneCount++;
+    if (this.unconfirmed.length > 0 && this.unconfirmed[0]!.seq === this.doneCount) this.confirmChanges(lane, failed);
     if (this.inFlight === 0 && lane === this.lane) this.lane = null;
     if (this.held === lane && !this.pinned && !this.openBatch && this.inFlight === 0 && status === TxStatus.Idle) {
       this.held = null;
@@ -253,7 +295,7 @@ export class TransactionDispatcher implements LaneClient {
         w.readyForQuery(TxStatus.Idle),
       ]),
     );
-    this.requestDone(lane, TxStatus.Idle);
+    this.requestDone(lane, TxStatus.Idle, true);
   }
 
   private lostLane: Lane | null = null;
@@ -410,6 +452,7 @@ export class TransactionDispatcher implements LaneClient {
     const lane = this.held ?? this.lane;
     if (lane) {
       this.inFlight++;
+      this.sentCount++;
       this.lane = lane;
       lane.local(this, reply);
     } else this.host.writeClient(reply);
@@ -507,6 +550,11 @@ export class TransactionDispatcher implements LaneClient {
   private planPrimary = false;
   private planCategory = 'write';
   private readonly planKinds: Array<Classification['kind']> = [];
+  private planChanges: SettingChange[] | null = null;
+  /** The request being planned writes (see `wrote`). */
+  private planWrites = false;
+  /** The session has written (kept only for disable_load_balance_on_write = always). */
+  private wrote = false;
 
   /** Where a request goes and how it may share its lane; also records the client's statements. */
   private plan(r: Request): Plan {
@@ -551,6 +599,22 @@ export class TransactionDispatcher implements LaneClient {
     r.named = named;
     // A deferred BEGIN goes in front of this request: it opens a transaction, on the primary.
     const inTransaction = this.held !== null || this.beginPending;
+    if (this.planChanges !== null) {
+      // A SET inside a transaction (or a Flush-ended batch) lasts only if the transaction
+      // commits: the session keeps its lane instead, as for any other session state.
+      if (inTransaction || this.openBatch || r.end !== 'sync' && r.end !== 'query') this.planMode = Mode.Pin;
+      else r.changes = this.planChanges;
+      this.planChanges = null;
+    }
+    // disable_load_balance_on_write = always: after the session's first write, its reads stay on
+    // the primary (in a transaction they are there anyway).
+    if (this.planWrites) {
+      this.planWrites = false;
+      if (s.disableLbOnWrite === 'always') this.wrote = true;
+    } else if (this.wrote && !this.planPrimary && s.disableLbOnWrite === 'always') {
+      this.planPrimary = true;
+      this.planCategory = 'writing_transaction';
+    }
     const mode = this.beginPending && this.planMode === Mode.Pipeline ? Mode.Exclusive : (this.planMode as Mode);
     if (mode === Mode.Pin) this.planPrimary = true;
     const primary = this.planPrimary;
@@ -576,6 +640,9 @@ export class TransactionDispatcher implements LaneClient {
     const m = known ?? statementMode(c, sql);
     if (m > this.planMode) this.planMode = m;
     if (mayChangeCatalogFacts(c)) catalogCache.forget(this.facts);
+    if (c.setting !== undefined) (this.planChanges ??= []).push({ setting: c.setting, sql: settingText(sql) });
+    if (c.target === 'primary' || (s.disableLbOnWrite === 'always' && c.functions.length > 0 && callsWriteFunction(c, s, this.catalog)))
+      this.planWrites = true;
     // Inside a transaction everything runs on the primary: no balancing rule to ask.
     if (this.held !== null || this.beginPending) return;
     if (c.target !== 'either') {
@@ -755,11 +822,49 @@ export class TransactionDispatcher implements LaneClient {
       return true;
     }
     this.inFlight++;
+    this.sentCount++;
     this.lane = lane;
     // A request that only uses unnamed statements, one of them from the cache, can be sent again as the client wrote it.
     const retry = cached !== null && answered === 1 && !clientNamed ? { ...cached, bytes: Buffer.concat(r.frames) } : null;
+    // The session's settings go first where the lane has others (or none of them).
+    if (lane.settings !== this.settingsSql) lane.applySettings(this.settingsSql);
     lane.request(this, out, strip, prefix, registered, retry, r.end === 'sync' || r.end === 'query', opens);
+    if (r.changes !== undefined) {
+      this.unconfirmed.push({ seq: this.sentCount, changes: r.changes });
+      this.applyChanges(this.settings, r.changes);
+      this.settingsSql = joinSettings(this.settings);
+      lane.settings = this.settingsSql;
+    }
     return true;
+  }
+
+  /** Applies SET and RESET statements to a settings map, in order. */
+  private applyChanges(to: Map<string, string>, changes: readonly SettingChange[]): void {
+    for (const { setting, sql } of changes) {
+      if (setting.name === '') to.clear();
+      else {
+        to.delete(setting.name);
+        if (!setting.reset) to.set(setting.name, sql);
+      }
+    }
+  }
+
+  /**
+   * The request carrying the oldest unconfirmed settings changes was answered. A failed one
+   * changed nothing on the server (the SET failed, or a later error in its batch rolled it back):
+   * the settings are worked out again without it, and the lane it ran on is set afresh next time.
+   */
+  private confirmChanges(lane: Lane, failed: boolean): void {
+    const done = this.unconfirmed.shift()!;
+    if (!failed) {
+      this.applyChanges(this.confirmedSettings, done.changes);
+      return;
+    }
+    const now = new Map(this.confirmedSettings);
+    for (const u of this.unconfirmed) this.applyChanges(now, u.changes);
+    this.settings = now;
+    this.settingsSql = joinSettings(now);
+    lane.settings = '\0unknown';
   }
 
   /**
@@ -836,6 +941,18 @@ export class TransactionDispatcher implements LaneClient {
 /** A node a read may be balanced to: usable, and the primary or a replica within the lag thresholds. */
 function readsMayGo(n: ClusterNode, primary: number, s: RouteSettings): boolean {
   return isUsable(n) && (n.id === primary || lagOverThreshold(n.lag, s) === 0);
+}
+
+/** A SET statement's text as it is replayed: without its trailing semicolons. */
+function settingText(sql: string): string {
+  return sql.replace(/[\s;]+$/, '').trim();
+}
+
+/** A session's settings as the text that sets them on a lane: one statement per line. */
+function joinSettings(settings: ReadonlyMap<string, string>): string {
+  let out = '';
+  for (const sql of settings.values()) out = out === '' ? sql : `${out};\n${sql}`;
+  return out;
 }
 
 const NO_STATE = { inTransaction: false, writing: false, pinned: false, tempTables: new Set<string>(), written: new Set<string>() };

@@ -8,7 +8,7 @@ import type { ReplySink, ServerConnection } from '../backend/connection.ts';
 import { Backend, TxStatus } from '../protocol/codes.ts';
 import { decodeErrorFields } from '../protocol/error-response.ts';
 import { closeStatement } from '../protocol/statement-names.ts';
-import { sync } from '../protocol/writer.ts';
+import { query, sync } from '../protocol/writer.ts';
 import { DEFERRED_BEGIN } from '../protocol/deferred-begin.ts';
 
 /** What a lane needs from a client session. */
@@ -19,8 +19,11 @@ export interface LaneClient {
   readonly queuedBytes: number;
   /** Calls `cb` once the client's socket has drained (or closed). */
   onceDrained(cb: () => void): void;
-  /** One of the client's requests got its ReadyForQuery (`status` is its status byte). */
-  requestDone(lane: Lane, status: number): void;
+  /**
+   * One of the client's requests got its ReadyForQuery (`status` is its status byte); `failed`
+   * when an ErrorResponse came in its replies.
+   */
+  requestDone(lane: Lane, status: number, failed: boolean): void;
   /** The backend connection failed while the client held it (a transaction, or pinned). */
   laneLost(lane: Lane, err: Error | undefined): void;
   /** The backend connection failed before one of the client's requests was answered (once per request, in order). */
@@ -108,6 +111,19 @@ const NOBODY: LaneClient = {
   requestLost: () => undefined,
 };
 
+/** Lane.settings of a connection whose settings request failed: anything but what a session wants. */
+const UNKNOWN_SETTINGS = '\0unknown';
+
+/** The client of the requests that set a session's settings on a lane (see applySettings): replies dropped. */
+const SETTINGS: LaneClient = {
+  ...NOBODY,
+  // A failed settings request leaves the connection's settings unknown: the next session to use
+  // the lane sets its own again, RESET ALL first.
+  requestDone: (lane, _status, failed) => {
+    if (failed) lane.settings = UNKNOWN_SETTINGS;
+  },
+};
+
 /** Unnamed-statement texts a lane remembers having seen once (see seenUnnamed). */
 const SEEN_UNNAMED = 1024;
 
@@ -138,6 +154,16 @@ export class Lane implements ReplySink {
   private readonly unnamedSeen = new Set<string>();
   /** Last ReadyForQuery status seen. */
   status: number = TxStatus.Idle;
+  /**
+   * The session settings in force on this connection beyond those of its login: the SET
+   * statements of the session whose request it last ran (see applySettings), '' for none.
+   */
+  settings = '';
+  /**
+   * The connection's ParameterStatus values at its login. A new session of the group is told
+   * these, not what another session's SET made of them since.
+   */
+  readonly loginParams: ReadonlyMap<string, string>;
   private stage = Buffer.allocUnsafe(STAGE_SIZE);
   private staged = 0;
   private flushScheduled = false;
@@ -160,6 +186,7 @@ export class Lane implements ReplySink {
     // request in flight get an error for it instead (requestLost, laneLost).
     conn.forwardsFatal = false;
     this.status = conn.txStatus;
+    this.loginParams = new Map(conn.params);
   }
 
   /** Requests in flight. */
@@ -227,6 +254,19 @@ export class Lane implements ReplySink {
     this.kick();
   }
 
+  /**
+   * Gives the connection a session's settings (`sql`: its SET statements, one per line, as
+   * Session keeps them) ahead of whatever is written next: RESET ALL first when the connection
+   * has others, all in one Query whose replies are dropped (ParameterStatus included: the
+   * session was told of each value when it set it).
+   */
+  applySettings(sql: string): void {
+    const text = this.settings === '' ? sql : sql === '' ? 'RESET ALL' : `RESET ALL;\n${sql}`;
+    this.settings = sql;
+    this.push({ client: SETTINGS, strip: 0, prefix: null, replyFollows: false, local: null, registered: null, failed: false, sentAt: 0, retry: null, swallow: false, lead: 0, extraReady: 0 });
+    this.put(query(text));
+  }
+
   /** Bytes that belong to a request already in flight (after a Flush, COPY data). */
   write(bytes: Buffer): void {
     this.put(bytes);
@@ -250,7 +290,7 @@ export class Lane implements ReplySink {
       this.headSince = performance.now();
       if (p.local !== null) {
         p.client.deliver(p.local);
-        p.client.requestDone(this, this.status);
+        p.client.requestDone(this, this.status, false);
         return;
       }
       if (p.prefix !== null && !p.replyFollows) {
@@ -468,7 +508,7 @@ export class Lane implements ReplySink {
       this.put(p.retry!.bytes);
     } else {
       this.conn.latency?.observe((this.headSince - p.sentAt) / 1000);
-      p.client.requestDone(this, status);
+      p.client.requestDone(this, status, p.failed);
     }
     // Replies pgrouter makes itself, and prefixes, of the requests now at the head.
     while (this.inFlight > 0) {
@@ -480,7 +520,7 @@ export class Lane implements ReplySink {
       if (q.local === null) break;
       this.fifo[this.head++] = undefined as never;
       q.client.deliver(q.local);
-      q.client.requestDone(this, this.status);
+      q.client.requestDone(this, this.status, false);
     }
     if (this.inFlight === 0) {
       this.fifo.length = 0;

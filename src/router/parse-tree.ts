@@ -2,7 +2,7 @@
 // WebAssembly): walks the parse tree for the facts Pgpool-II's routing rules need.
 
 import { loadModule, parseSync } from 'libpg-query';
-import { classification, type Classification, type StatementKind } from './statement.ts';
+import { classification, type Classification, type SessionSetting, type StatementKind } from './statement.ts';
 
 type Node = Record<string, unknown>;
 
@@ -197,7 +197,8 @@ function classifyStatement(stmt: Node): Classification {
         return classification('primary', 'SET isolation SERIALIZABLE', 'other', { writes: [] });
       if (name === 'default_transaction_read_only' && FALSE_SPELLINGS.test(constText((body['args'] as unknown[])?.[0])))
         return classification('all', 'SET', 'other');
-      return classification('all', kind === 'VAR_RESET' || kind === 'VAR_RESET_ALL' ? 'RESET' : 'SET', 'other');
+      const reset = kind === 'VAR_RESET' || kind === 'VAR_RESET_ALL';
+      return classification('all', reset ? 'RESET' : 'SET', 'other', { setting: sessionSetting(body, name) });
     }
     case 'DiscardStmt':
       return classification('all', 'DISCARD', 'other');
@@ -285,6 +286,20 @@ function classifyStatement(stmt: Node): Classification {
   }
 }
 
+/** Parameters whose SET says who the session is or what its transactions are: never replayed. */
+const UNREPLAYED = /^(?:role|session_authorization|transaction_.*|default_transaction_.*)$/;
+
+/** What a VariableSetStmt (not SET TRANSACTION, not the special cases above) sets, when it can be replayed. */
+function sessionSetting(body: Node, name: string): SessionSetting | undefined {
+  if (body['is_local'] === true) return undefined;
+  const kind = body['kind'];
+  if (kind === 'VAR_RESET_ALL') return { name: '', reset: true };
+  if (kind !== 'VAR_SET_VALUE' && kind !== 'VAR_SET_DEFAULT' && kind !== 'VAR_RESET') return undefined;
+  const lower = name.toLowerCase();
+  if (lower === '' || UNREPLAYED.test(lower)) return undefined;
+  return { name: lower, reset: kind !== 'VAR_SET_VALUE' };
+}
+
 /** Classifies `sql` with the full parser. Unparsable, over-long and multi-statement text goes to the primary. */
 export function classifyByParse(sql: string): Classification {
   if (!ready) return classification('primary', 'parser not loaded yet', 'other');
@@ -300,6 +315,7 @@ export function classifyByParse(sql: string): Classification {
   if (stmts.length > 1) {
     const kinds = stmts.map(classifyStatement);
     return classification('primary', 'multi-statement query', kinds[0]!.kind, {
+      parts: kinds,
       tx: kinds.some((k) => k.tx === 'begin') ? 'begin' : 'none',
       createsTemp: kinds.flatMap((k) => k.createsTemp),
       drops: kinds.flatMap((k) => k.drops),

@@ -37,10 +37,29 @@ export interface Classification {
   readonly prepare?: string | undefined;
   readonly execute?: string | undefined;
   readonly deallocate?: string | undefined;
+  /**
+   * A session-level SET or RESET that can be replayed on another connection (transaction
+   * pooling keeps it per session instead of pinning the session); undefined for anything else.
+   */
+  readonly setting: SessionSetting | undefined;
+  /** The statements of a multi-statement string, each classified; undefined for one statement. */
+  readonly parts: readonly Classification[] | undefined;
   /** True when the text begins with a comment (allow_sql_comments = off blocks balancing then). */
   readonly leadingComment: boolean;
   /** True when decided by the fast path rather than a full parse. */
   readonly fast: boolean;
+}
+
+/**
+ * `SET name = value`, `SET name TO DEFAULT`, `RESET name` or `RESET ALL`, outside SET LOCAL and
+ * outside the parameters that change who the session is (role, session_authorization) or what
+ * its transactions are (transaction_*, default_transaction_*).
+ */
+export interface SessionSetting {
+  /** The parameter, lower-cased; '' for RESET ALL. */
+  readonly name: string;
+  /** Back to the session's default (RESET, SET ... TO DEFAULT, RESET ALL). */
+  readonly reset: boolean;
 }
 
 const NONE: readonly string[] = [];
@@ -70,6 +89,8 @@ export function classification(
     prepare: extra.prepare,
     execute: extra.execute,
     deallocate: extra.deallocate,
+    setting: extra.setting,
+    parts: extra.parts,
     leadingComment: extra.leadingComment ?? false,
     fast: extra.fast ?? false,
   };

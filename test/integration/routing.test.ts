@@ -141,7 +141,8 @@ test('inside a transaction: reads follow the BEGIN, and after a write they go to
     await cl.query('ROLLBACK');
     await cl.query('BEGIN');
     await cl.query('SET LOCAL work_mem = 4096');
-    assert.equal(await where(cl, `SELECT ${P}`), 'primary', 'SET inside a transaction counts as a write (Pgpool-II)');
+    // Pgpool-II counts it as a write; it went to every node, the replica too, and writes no data.
+    assert.equal(await where(cl, `SELECT ${P}`), 'replica', 'SET LOCAL inside a transaction is no write');
     await cl.query('COMMIT');
   } finally {
     await cl.end();
@@ -191,6 +192,45 @@ test('disable_load_balance_on_write: off, transaction, trans_transaction, always
     } finally {
       await cl.end();
     }
+  }
+});
+
+test('SET, RESET, SAVEPOINT and a weak LOCK are no writes: later reads still balance', async () => {
+  // pgJDBC sends these two SETs on every connect; under `always` they used to keep the whole
+  // session's reads on the primary.
+  for (const mode of ['transaction', 'always']) {
+    const p = await proxy({ disable_load_balance_on_write: mode });
+    const cl = await client(p);
+    try {
+      await cl.query('SET extra_float_digits = 3');
+      await cl.query("SET application_name = 'PostgreSQL JDBC Driver'");
+      await cl.query('RESET application_name');
+      const got = [await where(cl, `SELECT ${P}`)];
+      await cl.query('BEGIN');
+      await cl.query('SAVEPOINT s1');
+      await cl.query('LOCK TABLE route_t IN ACCESS SHARE MODE');
+      got.push(await where(cl, `SELECT ${P}`));
+      await cl.query('RELEASE SAVEPOINT s1');
+      await cl.query('COMMIT');
+      got.push(await where(cl, `SELECT ${P}`));
+      assert.deepEqual(got, ['replica', 'replica', 'replica'], `disable_load_balance_on_write = ${mode}`);
+    } finally {
+      await cl.end();
+    }
+  }
+});
+
+test('transaction pooling: disable_load_balance_on_write = always keeps reads on the primary after the first write, and a SET is no write', async () => {
+  const p = await proxy({ pool_mode: 'transaction', disable_load_balance_on_write: 'always' });
+  const cl = await client(p);
+  try {
+    await cl.query('SET extra_float_digits = 3');
+    const got = [await where(cl, `SELECT ${P}`)];
+    await cl.query('UPDATE route_t SET v = v WHERE id = 4');
+    got.push(await where(cl, `SELECT ${P}`), await where(cl, `SELECT ${P}`));
+    assert.deepEqual(got, ['replica', 'primary', 'primary']);
+  } finally {
+    await cl.end();
   }
 });
 

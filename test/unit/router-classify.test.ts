@@ -202,3 +202,33 @@ test('every classification has the same fields in the same order (one hidden cla
   for (const sql of texts) assert.equal(Object.keys(classify(sql)).join(','), shape, sql);
   for (const sql of texts) assert.equal(Object.keys(classifyByParse(sql)).join(','), shape, sql);
 });
+
+test('session-level SET and RESET say what they set; SET LOCAL, roles and transaction settings do not', () => {
+  const cases: Array<[string, { name: string; reset: boolean } | undefined]> = [
+    ['SET extra_float_digits = 3', { name: 'extra_float_digits', reset: false }],
+    ["SET application_name = 'PostgreSQL JDBC Driver'", { name: 'application_name', reset: false }],
+    ['set SESSION Search_Path to a, b', { name: 'search_path', reset: false }],
+    ["SET TIME ZONE 'UTC'", { name: 'timezone', reset: false }],
+    ['SET work_mem TO DEFAULT', { name: 'work_mem', reset: true }],
+    ['RESET work_mem', { name: 'work_mem', reset: true }],
+    ['RESET ALL', { name: '', reset: true }],
+    ['SET LOCAL work_mem = 1000', undefined],
+    ['SET ROLE postgres', undefined],
+    ['SET SESSION AUTHORIZATION postgres', undefined],
+    ['RESET ROLE', undefined],
+    ['SET transaction_read_only = on', undefined],
+    ['SET default_transaction_read_only = on', undefined],
+    ['SET TRANSACTION READ ONLY', undefined],
+    ['SET work_mem FROM CURRENT', undefined],
+    ['SHOW work_mem', undefined],
+    ['DISCARD ALL', undefined],
+  ];
+  for (const [sql, want] of cases) assert.deepEqual(classifyByParse(sql).setting, want, sql);
+});
+
+test('a multi-statement string keeps each statement classified', () => {
+  const c = classifyByParse("SET work_mem = '7MB'; SELECT 1");
+  assert.equal(c.reason, 'multi-statement query');
+  assert.deepEqual(c.parts?.map((p) => [p.target, p.setting?.name]), [['all', 'work_mem'], ['either', undefined]]);
+  assert.equal(classifyByParse('SELECT 1').parts, undefined);
+});
