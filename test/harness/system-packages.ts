@@ -26,11 +26,21 @@ export const NEEDS: readonly Need[] = [
   { file: '/usr/bin/promtool', packages: ['prometheus'], why: 'promtool, to check the alerting rules' },
   { file: '/usr/bin/chromium', packages: ['chromium', 'fonts-dejavu-core'], why: 'Chromium, for the status page test' },
   { file: 'kubectl', packages: ['kubernetes-client'], why: 'kubectl kustomize, for the deploy overlays' },
+  {
+    file: '/usr/lib/python3/dist-packages/psycopg/__init__.py',
+    packages: ['python3-psycopg'],
+    why: "psycopg 3 on Debian's python3, for the psycopg client test",
+  },
+  { file: '/usr/share/java/postgresql.jar', packages: ['libpostgresql-jdbc-java'], why: 'pgJDBC, for the JDBC client test' },
+  { file: 'javac', packages: ['default-jdk-headless'], why: 'a JDK (java runs the JDBC test from its source file)' },
 ];
+
+/** Files that are read, not run: present when they exist. */
+const DATA_FILE = /\.(py|jar)$/;
 
 /** Whether `file` (a path, or a command on PATH) can be run here. */
 export function onSystem(file: string): boolean {
-  if (path.isAbsolute(file)) return isExecutable(file);
+  if (path.isAbsolute(file)) return DATA_FILE.test(file) ? existsSync(file) : isExecutable(file);
   return (process.env['PATH'] ?? '').split(path.delimiter).some((dir) => dir !== '' && isExecutable(path.join(dir, file)));
 }
 

@@ -2,6 +2,7 @@
 // to, each named once, and what the machine has now.
 
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import { NEEDS, missingPackages, onSystem } from '../harness/system-packages.ts';
 
@@ -28,4 +29,11 @@ test('onSystem finds a command on PATH and an absolute path, and not a name that
   assert.equal(onSystem(process.execPath), true);
   assert.equal(onSystem('no-such-program-pgrouter'), false);
   assert.equal(onSystem('/nonexistent/bin/tool'), false);
+});
+
+test('the client tests need psycopg, pgJDBC and a JDK; files that are read count when they exist', () => {
+  const r = missingPackages((f) => !['/usr/share/java/postgresql.jar', 'javac', '/usr/lib/python3/dist-packages/psycopg/__init__.py'].includes(f));
+  assert.deepEqual(r.packages, ['python3-psycopg', 'libpostgresql-jdbc-java', 'default-jdk-headless']);
+  assert.equal(onSystem('/usr/share/java/postgresql.jar'), existsSync('/usr/share/java/postgresql.jar'));
+  assert.equal(onSystem('/nonexistent/lib.jar'), false);
 });
