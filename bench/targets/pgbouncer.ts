@@ -28,6 +28,8 @@ auth_file = ${dir}/userlist.txt
 pool_mode = transaction
 max_client_conn = 1000
 default_pool_size = 20
+;; pgJDBC sends this startup parameter, which PgBouncer refuses unless told to ignore it.
+ignore_startup_parameters = extra_float_digits
 log_connections = 0
 log_disconnections = 0
 `;
