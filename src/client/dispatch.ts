@@ -16,6 +16,7 @@ import { classify, plainTransactionControl } from '../router/classify.ts';
 import {
   bareName,
   callsWriteFunction,
+  writesData,
   isWriteFunction,
   lagMeasure,
   lagOverThreshold,
@@ -534,10 +535,11 @@ export class Dispatcher {
       this.ddlInTx = false;
     } else if (mode !== 'off') {
       // A function of unknown volatility counts as writing (the safe side). A statement sent to
-      // every node (SET, RESET, DISCARD, SAVEPOINT, a weak LOCK) writes no data: it does not keep
-      // later reads off the replicas. Pgpool-II counts it, and so keeps a JDBC session, whose
-      // driver sends SET extra_float_digits on connecting, on the primary under `always`.
-      const writes = c.target === 'primary' || (c.functions.length > 0 && callsWriteFunction(c, s, this.catalog));
+      // every node (SET, RESET, DISCARD, SAVEPOINT, a weak LOCK), or one for the primary that
+      // changes no table (LISTEN, CLOSE, CHECKPOINT), writes no data: it does not keep later reads
+      // off the replicas. Pgpool-II counts them, and so keeps a JDBC session, whose driver sends
+      // SET extra_float_digits on connecting, on the primary under `always`.
+      const writes = writesData(c) || (c.functions.length > 0 && callsWriteFunction(c, s, this.catalog));
       // Checked only for statements that would count as writes: reads skip the regex.
       if (writes && !READ_ONLY_SET.test(sql) && (this.inTransaction() || mode === 'always')) {
         if (mode === 'dml_adaptive') this.noteWrites(c, s);

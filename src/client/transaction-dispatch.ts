@@ -29,7 +29,7 @@ import type { TransactionPool } from '../pool/transaction-pool.ts';
 import { ADMIN_COMMAND, type DispatchHost } from './dispatch.ts';
 import { classify, plainTransactionControl } from '../router/classify.ts';
 import type { Classification, SessionSetting } from '../router/statement.ts';
-import { callsWriteFunction, lagOverThreshold, NEEDS_CATALOG_LOOKUP, primaryReason, sessionLoadBalanceNode, weightedChoice, type RouteSettings } from '../router/route.ts';
+import { callsWriteFunction, lagOverThreshold, writesData, NEEDS_CATALOG_LOOKUP, primaryReason, sessionLoadBalanceNode, weightedChoice, type RouteSettings } from '../router/route.ts';
 import { catalogCache, freshFacts, mayChangeCatalogFacts, type DatabaseFacts } from '../router/catalog-cache.ts';
 import { laneRows } from '../pool/lane-query.ts';
 import { reasonCategory } from '../router/reason-category.ts';
@@ -118,10 +118,15 @@ interface NamedFrame {
 }
 
 /** Advisory-lock and set_config calls whose effect outlives the transaction. */
-const SESSION_FUNCTIONS = /^(?:pg_catalog\.)?(pg_(try_)?advisory_(un)?lock(_shared)?|pg_advisory_unlock_all|set_config|dblink_connect(_u)?)$/;
+// An unlock (pg_advisory_unlock*) does not pin: a session that holds a session lock is pinned
+// already, and for one that holds none an unlock on any connection answers as it would directly.
+const SESSION_FUNCTIONS = /^(?:pg_catalog\.)?(pg_(try_)?advisory_lock(_shared)?|set_config|dblink_connect(_u)?)$/;
 /** Utility statements whose effect outlives the transaction. */
-const SESSION_REASONS = new Set(['LISTEN', 'UNLISTEN', 'LOAD', 'DECLARECURSOR', 'SET isolation SERIALIZABLE', 'SET transaction_read_only to false']);
+// UNLISTEN does not pin, for the same reason as an unlock: only a pinned session listens.
+const SESSION_REASONS = new Set(['LISTEN', 'LOAD', 'DECLARECURSOR', 'SET isolation SERIALIZABLE', 'SET transaction_read_only to false']);
 const SET_LOCAL = /^\s*set\s+local\b/i;
+const DISCARD_ALL = /^\s*discard\s+all\s*;?\s*$/i;
+const DISCARD_ALL_REPLY = Buffer.concat([w.commandComplete('DISCARD ALL'), w.readyForQuery(TxStatus.Idle)]);
 const SET_TRANSACTION = /^\s*set\s+transaction\b/i;
 const TEMP_WORD = /\btemp(orary)?\b/i;
 /** A name no statement ever has: Close of a client's statement goes there (CloseComplete, nothing closed). */
@@ -137,10 +142,15 @@ export function statementMode(c: Classification, sql: string): Mode {
   // A session-level SET or RESET is kept by the session (see TransactionDispatcher.settings).
   if (c.setting !== undefined) return Mode.Pipeline;
   if (c.parts !== undefined) {
-    // A multi-statement string holds its lane; one that also sets something pins the session (its
-    // SETs and the rest of it are one implicit transaction, not replayed apart).
+    // A multi-statement string holds its lane. Without transaction control in it, it is one
+    // implicit transaction: a RESET in it is kept by the session like one on its own (undone if
+    // the string fails), as in asyncpg's reset on giving a connection back to its pool
+    // (`SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL;`). A SET in it, or a
+    // RESET beside transaction control, pins the session.
+    const oneTransaction = c.parts.every((p) => p.tx === 'none');
     let m = Mode.Exclusive;
-    for (const p of c.parts) if (p.setting !== undefined || statementMode(p, sql) === Mode.Pin) m = Mode.Pin;
+    for (const p of c.parts)
+      if (p.setting !== undefined ? !(oneTransaction && p.setting.reset) : statementMode(p, sql) === Mode.Pin) m = Mode.Pin;
     return m;
   }
   if (c.target === 'all' && c.tx === 'none') {
@@ -419,6 +429,10 @@ export class TransactionDispatcher implements LaneClient {
         }
       }
       if (this.held === null && this.answersTransactionControl(sql)) return true;
+      if (this.held === null && !this.beginPending && DISCARD_ALL.test(sql)) {
+        this.discardAll();
+        return true;
+      }
     }
     const plan = (r.plan ??= this.plan(r));
     if (this.held) return this.send(this.held, r, false, plan);
@@ -445,6 +459,23 @@ export class TransactionDispatcher implements LaneClient {
     this.waitGroup = null;
     if (plan.mode !== Mode.Pipeline) this.hold(lane, group);
     return this.send(lane, r, false, plan);
+  }
+
+  /**
+   * DISCARD ALL from a session that holds nothing on a server (no transaction, not pinned): all
+   * it would reset is the session's own here, its settings and its prepared statements, so
+   * pgrouter resets those and answers. On a shared lane it would drop the statements of every
+   * session there. Npgsql sends it when it takes a connection from its own pool.
+   */
+  private discardAll(): void {
+    this.statements.clear();
+    this.lastUnnamed = null;
+    // Whatever the SETs still in flight come to, nothing of them is left after this.
+    this.unconfirmed.length = 0;
+    this.settings = new Map();
+    this.confirmedSettings = new Map();
+    this.settingsSql = '';
+    this.answerHere(DISCARD_ALL_REPLY);
   }
 
   /** A reply made here, after the replies still due to the client. */
@@ -641,7 +672,9 @@ export class TransactionDispatcher implements LaneClient {
     if (m > this.planMode) this.planMode = m;
     if (mayChangeCatalogFacts(c)) catalogCache.forget(this.facts);
     if (c.setting !== undefined) (this.planChanges ??= []).push({ setting: c.setting, sql: settingText(sql) });
-    if (c.target === 'primary' || (s.disableLbOnWrite === 'always' && c.functions.length > 0 && callsWriteFunction(c, s, this.catalog)))
+    else if (c.parts !== undefined)
+      for (const p of c.parts) if (p.setting !== undefined && p.setting.reset) (this.planChanges ??= []).push({ setting: p.setting, sql: '' });
+    if (writesData(c) || (s.disableLbOnWrite === 'always' && c.functions.length > 0 && callsWriteFunction(c, s, this.catalog)))
       this.planWrites = true;
     // Inside a transaction everything runs on the primary: no balancing rule to ask.
     if (this.held !== null || this.beginPending) return;

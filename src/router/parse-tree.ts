@@ -316,6 +316,9 @@ export function classifyByParse(sql: string): Classification {
     const kinds = stmts.map(classifyStatement);
     return classification('primary', 'multi-statement query', kinds[0]!.kind, {
       parts: kinds,
+      // What it writes and calls is what its statements write and call (null: something unknown).
+      writes: kinds.some((k) => k.writes === null) ? null : kinds.flatMap((k) => k.writes ?? []),
+      functions: kinds.flatMap((k) => k.functions),
       tx: kinds.some((k) => k.tx === 'begin') ? 'begin' : 'none',
       createsTemp: kinds.flatMap((k) => k.createsTemp),
       drops: kinds.flatMap((k) => k.drops),

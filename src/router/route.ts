@@ -155,6 +155,16 @@ export function isWriteFunction(name: string, s: RouteSettings, catalog: Catalog
   return needsVolatility(name, s) ? catalog.volatile(name) : false;
 }
 
+/**
+ * True when the statement may change data, as far as reads after it are concerned
+ * (disable_load_balance_on_write): one for the primary only, unless it is known to change no
+ * table (LISTEN, CLOSE, CHECKPOINT, SET TRANSACTION READ WRITE, PREPARE, DEALLOCATE). Write
+ * functions are asked apart (callsWriteFunction).
+ */
+export function writesData(c: Classification): boolean {
+  return c.target === 'primary' && (c.writes === null || c.writes.length > 0);
+}
+
 /** True when the statement calls a function that writes, or whose volatility is not known (the safe side). */
 export function callsWriteFunction(c: Classification, s: RouteSettings, catalog: CatalogView): boolean {
   for (const f of c.functions) if (isWriteFunction(f, s, catalog) !== false) return true;

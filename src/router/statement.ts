@@ -26,7 +26,8 @@ export interface Classification {
   /**
    * Relations this statement writes (or locks, or creates), as written; empty for reads and for
    * statements that change no table (SET, SAVEPOINT); null when it may write something pgrouter
-   * cannot name (DO, CALL, EXECUTE, multi-statement or unparsable text, most DDL).
+   * cannot name (DO, CALL, EXECUTE, unparsable text, most DDL, a multi-statement string with one of
+   * those).
    */
   readonly writes: readonly string[] | null;
   /** Temporary tables this statement creates (check_temp_table = trace). */

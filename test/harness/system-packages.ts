@@ -31,6 +31,11 @@ export const NEEDS: readonly Need[] = [
     packages: ['python3-psycopg'],
     why: "psycopg 3 on Debian's python3, for the psycopg client test",
   },
+  {
+    file: '/usr/lib/python3/dist-packages/asyncpg/__init__.py',
+    packages: ['python3-asyncpg'],
+    why: "asyncpg on Debian's python3, for the asyncpg pool test",
+  },
   { file: '/usr/share/java/postgresql.jar', packages: ['libpostgresql-jdbc-java'], why: 'pgJDBC, for the JDBC client test' },
   { file: 'javac', packages: ['default-jdk-headless'], why: 'a JDK (java runs the JDBC test from its source file)' },
 ];

@@ -8,6 +8,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import pg from 'pg';
 import { sql as rigSql, type Cluster } from '../../rig/cluster.ts';
 import { getCluster } from '../harness/cluster.ts';
 import { startProxy, type ProxyHandle } from '../harness/proxy.ts';
@@ -163,4 +164,35 @@ test("a new session is told the parameters of the lane's login, not what another
   for (const k of ['TimeZone', 'DateStyle', 'client_encoding', 'integer_datetimes'])
     assert.equal(fresh.parameters.get(k), direct.parameters.get(k), k);
   assert.equal(await one(fresh.conn, 'SELECT current_setting(\'TimeZone\') || (random() * 0)::int::text'), `${direct.parameters.get('TimeZone')}0`);
+});
+
+test('DISCARD ALL from a session holding nothing is done by pgrouter: settings and prepared statements go, no backend is pinned', async () => {
+  const u = c.users.md5;
+  const viaProxy = new pg.Client({ host: p.host, port: p.port, user: u.name, password: u.password, database: c.database });
+  const direct = new pg.Client({ host: c.primary.host, port: c.primary.port, user: u.name, password: u.password, database: c.database });
+  const other = await session();
+  try {
+    const outcomes: Array<string | undefined> = [];
+    for (const cl of [direct, viaProxy]) {
+      await cl.connect();
+      await cl.query("SET work_mem = '5MB'");
+      await cl.query({ name: 'q', text: 'SELECT $1::int AS v', values: [1] });
+      const r = await cl.query('DISCARD ALL');
+      assert.equal(r.command, 'DISCARD');
+      assert.equal((await cl.query('SHOW work_mem')).rows[0].work_mem, '4MB');
+      // node-postgres thinks "q" is still prepared and only binds it: the server no longer has it.
+      outcomes.push(await cl.query({ name: 'q', text: 'SELECT $1::int AS v', values: [2] }).then(() => 'ran', (e: { code?: string }) => e.code));
+      assert.equal((await cl.query({ name: 'q2', text: 'SELECT $1::int AS v', values: [3] })).rows[0].v, 3);
+    }
+    assert.deepEqual(outcomes, ['26000', '26000']);
+    assert.deepEqual(await seen(other, 'work_mem'), { replica: '4MB', primary: '4MB' });
+    // Not pinned: its reads are still balanced to the replica (a pinned session reads on its primary backend).
+    assert.equal(Number((await viaProxy.query('SELECT inet_server_port() AS port')).rows[0].port), c.replica.port);
+    // DISCARD ALL in a transaction is PostgreSQL's error, as directly.
+    await viaProxy.query('BEGIN');
+    await assert.rejects(viaProxy.query('DISCARD ALL'), (e: { code?: string }) => e.code === '25001');
+    await viaProxy.query('ROLLBACK');
+  } finally {
+    await Promise.all([viaProxy.end(), direct.end()]);
+  }
 });

@@ -31,9 +31,10 @@ test('onSystem finds a command on PATH and an absolute path, and not a name that
   assert.equal(onSystem('/nonexistent/bin/tool'), false);
 });
 
-test('the client tests need psycopg, pgJDBC and a JDK; files that are read count when they exist', () => {
-  const r = missingPackages((f) => !['/usr/share/java/postgresql.jar', 'javac', '/usr/lib/python3/dist-packages/psycopg/__init__.py'].includes(f));
-  assert.deepEqual(r.packages, ['python3-psycopg', 'libpostgresql-jdbc-java', 'default-jdk-headless']);
+test('the client tests need psycopg, asyncpg, pgJDBC and a JDK; files that are read count when they exist', () => {
+  const absent = ['/usr/share/java/postgresql.jar', 'javac', '/usr/lib/python3/dist-packages/psycopg/__init__.py', '/usr/lib/python3/dist-packages/asyncpg/__init__.py'];
+  const r = missingPackages((f) => !absent.includes(f));
+  assert.deepEqual(r.packages, ['python3-psycopg', 'python3-asyncpg', 'libpostgresql-jdbc-java', 'default-jdk-headless']);
   assert.equal(onSystem('/usr/share/java/postgresql.jar'), existsSync('/usr/share/java/postgresql.jar'));
   assert.equal(onSystem('/nonexistent/lib.jar'), false);
 });

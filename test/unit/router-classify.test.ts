@@ -139,7 +139,9 @@ test('relations written, for dml_adaptive: null when the statement may write wha
     ['EXECUTE p', null],
     ['DROP TABLE t', null],
     ['CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$', null],
-    ['INSERT INTO t VALUES (1); SELECT 1', null],
+    // A multi-statement string writes what its statements write.
+    ['INSERT INTO t VALUES (1); SELECT 1', ['t']],
+    ['INSERT INTO t VALUES (1); DO $$BEGIN END$$', null],
     ['selec 1', null],
   ];
   for (const [sql, want] of WRITES) assert.deepEqual(classify(sql).writes, want, sql);

@@ -275,6 +275,12 @@ describe('what may share a connection', async () => {
     ['SET search_path = app', 0],
     ['RESET ALL', 0],
     ["SET work_mem = '1MB'; SELECT 1", 2],
+    // asyncpg's reset when a connection goes back to its pool: no pin (nothing it resets is on a shared lane).
+    ['SELECT pg_advisory_unlock_all();\nCLOSE ALL;\nUNLISTEN *;\nRESET ALL;', 1],
+    ['BEGIN; RESET ALL; COMMIT', 2],
+    ['SELECT pg_advisory_unlock_all()', 0],
+    ['SELECT pg_advisory_unlock(1)', 0],
+    ['UNLISTEN *', 0],
     ['BEGIN; SET work_mem = 1; COMMIT', 2],
     ['SET ROLE postgres', 2],
     ['DISCARD ALL', 2],
