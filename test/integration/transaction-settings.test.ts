@@ -196,3 +196,39 @@ test('DISCARD ALL from a session holding nothing is done by pgrouter: settings a
     await Promise.all([viaProxy.end(), direct.end()]);
   }
 });
+
+test('12 clients with settings of their own, concurrently over 2 lanes per node: every statement runs with its own client\'s settings', async () => {
+  const sp = await startProxy(c, {
+    conf: { pool_mode: 'transaction', transaction_pool_size: 2, load_balance_mode: 'on', backend_weight0: 1, backend_weight1: 1, statement_level_load_balance: 'on', health_check_period: 0 },
+  });
+  const u = c.users.md5;
+  const clients = Array.from({ length: 12 }, () => new pg.Client({ host: sp.host, port: sp.port, user: u.name, password: u.password, database: c.database }));
+  try {
+    await Promise.all(clients.map((cl) => cl.connect()));
+    const wrong: string[] = [];
+    await Promise.all(
+      clients.map(async (cl, k) => {
+        // Clients 0-3 never SET anything; the others do, and 8-11 change their minds half way.
+        let want = '4MB';
+        for (let i = 0; i < 40; i++) {
+          if (k >= 4 && i === 0) {
+            await cl.query(`SET work_mem = '${k + 1}MB'`);
+            want = `${k + 1}MB`;
+          }
+          if (k >= 8 && i === 20) {
+            await cl.query(i % 2 === 0 ? 'RESET work_mem' : 'RESET ALL');
+            want = '4MB';
+          }
+          // Each client waits for its answer; the 12 clients' statements interleave on the lanes.
+          const q = i % 3 === 0 ? "SELECT current_setting('work_mem') AS v, random() AS r" : "SELECT current_setting('work_mem') AS v";
+          const v = (await cl.query(q)).rows[0].v as string;
+          if (v !== want) wrong.push(`client ${k} statement ${i}: ${v}, not ${want}`);
+        }
+      }),
+    );
+    assert.deepEqual(wrong, []);
+  } finally {
+    await Promise.all(clients.map((cl) => cl.end().catch(() => undefined)));
+    await sp.stop();
+  }
+});
