@@ -15,8 +15,7 @@ import type { AdminSessionInfo } from './context.ts';
 import { classify, plainTransactionControl } from '../router/classify.ts';
 import {
   bareName,
-  callsWriteFunction,
-  writesData,
+  writesForReads,
   isWriteFunction,
   lagMeasure,
   lagOverThreshold,
@@ -539,7 +538,7 @@ export class Dispatcher {
       // changes no table (LISTEN, CLOSE, CHECKPOINT), writes no data: it does not keep later reads
       // off the replicas. Pgpool-II counts them, and so keeps a JDBC session, whose driver sends
       // SET extra_float_digits on connecting, on the primary under `always`.
-      const writes = writesData(c) || (c.functions.length > 0 && callsWriteFunction(c, s, this.catalog));
+      const writes = writesForReads(c, s, this.catalog);
       // Checked only for statements that would count as writes: reads skip the regex.
       if (writes && !READ_ONLY_SET.test(sql) && (this.inTransaction() || mode === 'always')) {
         if (mode === 'dml_adaptive') this.noteWrites(c, s);

@@ -29,7 +29,7 @@ import type { TransactionPool } from '../pool/transaction-pool.ts';
 import { ADMIN_COMMAND, type DispatchHost } from './dispatch.ts';
 import { classify, plainTransactionControl } from '../router/classify.ts';
 import type { Classification, SessionSetting } from '../router/statement.ts';
-import { callsWriteFunction, lagOverThreshold, writesData, NEEDS_CATALOG_LOOKUP, primaryReason, sessionLoadBalanceNode, weightedChoice, type RouteSettings } from '../router/route.ts';
+import { lagOverThreshold, writesForReads, NEEDS_CATALOG_LOOKUP, primaryReason, sessionLoadBalanceNode, weightedChoice, type RouteSettings } from '../router/route.ts';
 import { catalogCache, freshFacts, mayChangeCatalogFacts, type DatabaseFacts } from '../router/catalog-cache.ts';
 import { laneRows } from '../pool/lane-query.ts';
 import { reasonCategory } from '../router/reason-category.ts';
@@ -582,7 +582,7 @@ export class TransactionDispatcher implements LaneClient {
   private planCategory = 'write';
   private readonly planKinds: Array<Classification['kind']> = [];
   private planChanges: SettingChange[] | null = null;
-  /** The request being planned writes (see `wrote`). */
+  /** The request being planned writes (kept only for disable_load_balance_on_write = always; see `wrote`). */
   private planWrites = false;
   /** The session has written (kept only for disable_load_balance_on_write = always). */
   private wrote = false;
@@ -641,7 +641,7 @@ export class TransactionDispatcher implements LaneClient {
     // the primary (in a transaction they are there anyway).
     if (this.planWrites) {
       this.planWrites = false;
-      if (s.disableLbOnWrite === 'always') this.wrote = true;
+      this.wrote = true;
     } else if (this.wrote && !this.planPrimary && s.disableLbOnWrite === 'always') {
       this.planPrimary = true;
       this.planCategory = 'writing_transaction';
@@ -674,8 +674,7 @@ export class TransactionDispatcher implements LaneClient {
     if (c.setting !== undefined) (this.planChanges ??= []).push({ setting: c.setting, sql: settingText(sql) });
     else if (c.parts !== undefined)
       for (const p of c.parts) if (p.setting !== undefined && p.setting.reset) (this.planChanges ??= []).push({ setting: p.setting, sql: '' });
-    if (writesData(c) || (s.disableLbOnWrite === 'always' && c.functions.length > 0 && callsWriteFunction(c, s, this.catalog)))
-      this.planWrites = true;
+    if (s.disableLbOnWrite === 'always' && !this.wrote && writesForReads(c, s, this.catalog)) this.planWrites = true;
     // Inside a transaction everything runs on the primary: no balancing rule to ask.
     if (this.held !== null || this.beginPending) return;
     if (c.target !== 'either') {
@@ -897,7 +896,7 @@ export class TransactionDispatcher implements LaneClient {
     for (const u of this.unconfirmed) this.applyChanges(now, u.changes);
     this.settings = now;
     this.settingsSql = joinSettings(now);
-    lane.settings = '\0unknown';
+    lane.forgetSettings();
   }
 
   /**

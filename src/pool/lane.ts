@@ -120,7 +120,7 @@ const SETTINGS: LaneClient = {
   // A failed settings request leaves the connection's settings unknown: the next session to use
   // the lane sets its own again, RESET ALL first.
   requestDone: (lane, _status, failed) => {
-    if (failed) lane.settings = UNKNOWN_SETTINGS;
+    if (failed) lane.forgetSettings();
   },
 };
 
@@ -265,6 +265,11 @@ export class Lane implements ReplySink {
     this.settings = sql;
     this.push({ client: SETTINGS, strip: 0, prefix: null, replyFollows: false, local: null, registered: null, failed: false, sentAt: 0, retry: null, swallow: false, lead: 0, extraReady: 0 });
     this.put(query(text));
+  }
+
+  /** The connection's settings are not known any more: the next session to use it sets its own, RESET ALL first. */
+  forgetSettings(): void {
+    this.settings = UNKNOWN_SETTINGS;
   }
 
   /** Bytes that belong to a request already in flight (after a Flush, COPY data). */

@@ -165,6 +165,11 @@ export function writesData(c: Classification): boolean {
   return c.target === 'primary' && (c.writes === null || c.writes.length > 0);
 }
 
+/** writesData, or a call of a function that writes or whose volatility is not known (the safe side). */
+export function writesForReads(c: Classification, s: RouteSettings, catalog: CatalogView): boolean {
+  return writesData(c) || (c.functions.length > 0 && callsWriteFunction(c, s, catalog));
+}
+
 /** True when the statement calls a function that writes, or whose volatility is not known (the safe side). */
 export function callsWriteFunction(c: Classification, s: RouteSettings, catalog: CatalogView): boolean {
   for (const f of c.functions) if (isWriteFunction(f, s, catalog) !== false) return true;
