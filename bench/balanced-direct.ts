@@ -8,15 +8,11 @@
 import { startCluster, stopCluster } from '../rig/cluster.ts';
 import { runPgbench } from './lib/pgbench.ts';
 import { WORKLOADS } from './lib/workloads.ts';
+import { flag } from './lib/options.ts';
 
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 && process.argv[i + 1] ? process.argv[i + 1]! : dflt;
-}
-
-const workloads = arg('workloads', 'select-simple,select-extended,select-prepared').split(',');
-const seconds = Number(arg('seconds', '8'));
-const rounds = Number(arg('rounds', '2'));
+const workloads = flag('workloads', 'select-simple,select-extended,select-prepared').split(',');
+const seconds = Number(flag('seconds', '8'));
+const rounds = Number(flag('rounds', '2'));
 
 const c = await startCluster({ pgbenchScale: 10, maxConnections: 1200 });
 try {

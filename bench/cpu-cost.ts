@@ -20,15 +20,11 @@ import { resetTpcb, runPgbench } from './lib/pgbench.ts';
 import { WORKLOADS } from './lib/workloads.ts';
 import { treeCpuSplit } from './lib/cpu.ts';
 import { startRelay, type RunningRelay } from './targets/relay.ts';
-
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 && process.argv[i + 1] ? process.argv[i + 1]! : dflt;
-}
+import { flag } from './lib/options.ts';
 
 type Running = RunningRelay;
 
-const pgrouterConf = parsePgrouterConf(arg('pgrouter-conf', ''));
+const pgrouterConf = parsePgrouterConf(flag('pgrouter-conf', ''));
 
 const starters: Record<string, (c: Cluster) => Promise<Running>> = {
   relay: startRelay,
@@ -50,10 +46,10 @@ const starters: Record<string, (c: Cluster) => Promise<Running>> = {
   },
 };
 
-const targets = arg('targets', 'relay,pgrouter,pgbouncer').split(',');
-const workloads = arg('workloads', 'select-simple,select-extended,select-prepared').split(',');
-const seconds = Number(arg('seconds', '8'));
-const rounds = Number(arg('rounds', '3'));
+const targets = flag('targets', 'relay,pgrouter,pgbouncer').split(',');
+const workloads = flag('workloads', 'select-simple,select-extended,select-prepared').split(',');
+const seconds = Number(flag('seconds', '8'));
+const rounds = Number(flag('rounds', '3'));
 for (const t of targets) if (!starters[t]) throw new Error(`unknown target ${t} (known: ${Object.keys(starters).join(', ')})`);
 
 const c = await startCluster({ pgbenchScale: 10, maxConnections: 1200 });

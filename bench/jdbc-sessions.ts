@@ -8,27 +8,22 @@
 //
 // Needs Debian's libpostgresql-jdbc-java and a JDK (default-jdk-headless), as the tests do.
 
-import { spawn } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { startCluster, stopCluster, type Cluster } from '../rig/cluster.ts';
 import { startDirect } from './targets/direct.ts';
 import { startPgbouncer } from './targets/pgbouncer.ts';
 import { startPgrouter } from './targets/pgrouter.ts';
 import type { Target } from './targets/target.ts';
+import { flag } from './lib/options.ts';
 
 const JAR = '/usr/share/java/postgresql.jar';
 const LOAD = fileURLToPath(new URL('./jdbc/JdbcLoad.java', import.meta.url));
 
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 && process.argv[i + 1] ? process.argv[i + 1]! : dflt;
-}
-
-const names = arg('targets', 'direct,pgrouter,pgrouter-txn,pgbouncer').split(',');
-const clients = Number(arg('clients', '100'));
-const seconds = Number(arg('seconds', '10'));
-const rounds = Number(arg('rounds', '2'));
+const names = flag('targets', 'direct,pgrouter,pgrouter-txn,pgbouncer').split(',');
+const clients = Number(flag('clients', '100'));
+const seconds = Number(flag('seconds', '10'));
+const rounds = Number(flag('rounds', '2'));
 
 /** The pid of the process listening on `port` (ss -tlnp). */
 function listenerPid(port: number): number | undefined {

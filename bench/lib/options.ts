@@ -137,3 +137,9 @@ export function parseOptions(argv: string[]): BenchOptions | 'help' {
   if (o.idleSessions > o.idleTotal) throw new Error('--idle-sessions cannot exceed --idle-total');
   return o;
 }
+
+/** The value after `--name` on the command line of a standalone bench script, or `dflt`. */
+export function flag(name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 && process.argv[i + 1] ? process.argv[i + 1]! : dflt;
+}
