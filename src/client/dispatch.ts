@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { Frontend, TxStatus } from '../protocol/codes.ts';
 import * as w from '../protocol/writer.ts';
-import { transactionControlReply } from '../protocol/deferred-begin.ts';
+import { leadingBegin, transactionControlReply } from '../protocol/deferred-begin.ts';
 import { BackendStartupError, endedBecause, type BackendCredentials, type ServerConnection } from '../backend/connection.ts';
 import type { Pool } from '../pool/pool.ts';
 import { isUsable, type ClusterNode, type ClusterView } from '../pool/cluster.ts';
@@ -103,6 +103,8 @@ function settingKey(sql: string): string {
 const CATALOG_QUERY_TIMEOUT_MS = 10_000;
 /** A deferred BEGIN as the session's other connections get it (their replies are dropped). */
 const BEGIN_QUERY = w.query('BEGIN');
+/** How the load-balance replica's part of a transaction ends when the client ended it in the extended protocol. */
+const ROLLBACK_QUERY = w.query('ROLLBACK');
 const NO_PARSES: readonly Buffer[] = [];
 
 export class Dispatcher {
@@ -301,6 +303,9 @@ export class Dispatcher {
     const d = this.decide(c, sql);
     if (d === null) return this.block(buf, start, end); // waits for a catalog lookup
     if (!this.ready(d.node)) return this.block(buf, start, end);
+    // A BEGIN that goes out now (not deferred) reaches the session's load-balance replica too, as
+    // in Pgpool-II, so that the transaction's reads may go there: its connection opens first.
+    if (c.tx === 'begin' && d.all && this.replicaMayJoin(c) && !this.ready(this.lbNodeId)) return this.block(buf, start, end);
     const conn = this.conns.get(d.node)!;
     this.activeNode = d.node;
     if (this.trace || this.host.routeSettings().traceAll) this.notice(d.node, d.all, d.reason);
@@ -341,11 +346,35 @@ export class Dispatcher {
   }
 
   /** Answers a deferred BEGIN: the session is now in a transaction that starts with its next request. */
-  private answerBegin(c: Classification, sql: string, word: 'begin' | 'start'): void {
+  private answerBegin(c: Classification, sql: string, word: 'begin' | 'start', reply = transactionControlReply(word)): void {
     this.deferredBegin = true;
     // Every connection open now gets the BEGIN, as it would have had it been sent.
     if (this.conns.has(this.lbNodeId)) this.lbInTx = true;
-    this.answerHere(c, sql, 'deferred: sent with the next statement', word);
+    this.answerHere(c, sql, 'deferred: sent with the next statement', reply);
+  }
+
+  /**
+   * transaction_defer_begin for a BEGIN in the extended protocol (psycopg 3 sends it as a batch
+   * of its own, pgJDBC in front of the transaction's first statement): a plain BEGIN at the head
+   * of a Sync-ended batch is answered here as a server would answer its messages, and the rest of
+   * the batch, if any, is routed as the transaction's first request. True when nothing is left.
+   */
+  private answersExtendedBegin(units: number): boolean {
+    if (units !== 1) return false;
+    const lead = leadingBegin(this.batch);
+    if (lead === undefined) return false;
+    const c = classify(lead.sql);
+    const word = c.tx === 'begin' ? this.defersBegin(lead.sql) : undefined;
+    if (word === undefined) return false;
+    // The client's unnamed statement is now its BEGIN, which no server has.
+    this.statements.delete('');
+    const rest = this.batch.slice(lead.count);
+    const tag = w.commandComplete(word === 'start' ? 'START TRANSACTION' : 'BEGIN');
+    const alone = rest.length === 1; // only the Sync is left
+    this.answerBegin(c, lead.sql, word, Buffer.concat(alone ? [lead.replies, tag, w.readyForQuery(TxStatus.InTransaction)] : [lead.replies, tag]));
+    this.batch = rest;
+    if (alone) this.batch = [];
+    return alone;
   }
 
   /**
@@ -357,12 +386,12 @@ export class Dispatcher {
     const word = plainTransactionControl(sql);
     if (word !== 'commit' && word !== 'end' && word !== 'rollback' && word !== 'abort') return false;
     this.deferredBegin = false;
-    this.answerHere(c, sql, 'answered here: the deferred BEGIN never reached a server', word);
+    this.answerHere(c, sql, 'answered here: the deferred BEGIN never reached a server', transactionControlReply(word));
     return true;
   }
 
   /** The bookkeeping and reply of a transaction-control statement no server sees (see answerBegin, answerEnd). */
-  private answerHere(c: Classification, sql: string, why: string, word: Parameters<typeof transactionControlReply>[0]): void {
+  private answerHere(c: Classification, sql: string, why: string, reply: Buffer): void {
     const primary = this.primaryId;
     if (this.trace || this.host.routeSettings().traceAll) this.notice(primary, true, `${c.reason} (${why})`);
     for (const id of this.conns.keys()) {
@@ -371,7 +400,7 @@ export class Dispatcher {
     }
     this.afterRoute(c, sql, primary);
     this.fresh = null;
-    this.host.writeClient(transactionControlReply(word));
+    this.host.writeClient(reply);
   }
 
   /**
@@ -384,6 +413,19 @@ export class Dispatcher {
     this.flushRun();
     for (const other of this.conns.values()) if (other !== conn) other.request(BEGIN_QUERY, 1, false);
     conn.beginDeferred(parses);
+    // The load-balance replica opened after the BEGIN was answered (for this request): it is in
+    // the transaction too.
+    if (this.conns.has(this.lbNodeId)) this.lbInTx = true;
+  }
+
+  /**
+   * Whether a transaction beginning now may take in the session's load-balance replica, whose
+   * connection is not open yet: load balancing on, the replica usable, and a BEGIN that does not
+   * keep the transaction on the primary (READ WRITE, SERIALIZABLE).
+   */
+  private replicaMayJoin(c: Classification): boolean {
+    const lb = this.lbNodeId;
+    return lb !== this.primaryId && !this.conns.has(lb) && !c.pinsTransaction && this.host.routeSettings().loadBalance && this.usable(lb);
   }
 
   /**
@@ -434,8 +476,10 @@ export class Dispatcher {
       this.balanceReason = `read (node ${lb} is not available)`;
       return this.primaryId;
     }
-    // Inside a transaction a replica may serve reads only if it took part in the BEGIN.
-    if (this.inTransaction() && !this.lbInTx) {
+    // Inside a transaction a replica may serve reads only if it took part in the BEGIN, or if the
+    // BEGIN is still deferred: it then goes to the replica with this read (its connection opens
+    // first, see openDeferred).
+    if (this.inTransaction() && !this.lbInTx && !this.deferredBegin) {
       this.balanceReason = 'read in a transaction the replica did not begin';
       return this.primaryId;
     }
@@ -620,6 +664,7 @@ export class Dispatcher {
   // ---- extended protocol ----
 
   private endBatch(units: number): void {
+    if (this.openNode === null && !this.skipToSync && this.answersExtendedBegin(units)) return;
     const frames = this.batch;
     this.lookupFor = null;
     let node: number;
@@ -730,6 +775,16 @@ export class Dispatcher {
       conn.endDeferred(false);
     }
     this.openNode = units === 0 ? node : null;
+    // A transaction's end in the extended protocol goes to one node; the load-balance replica,
+    // which took part in the transaction for its reads, ends its part too (nothing was written
+    // there, so a ROLLBACK is all it needs).
+    if (this.lbInTx && node !== this.lbNodeId && this.endsTransaction(parsed, bound)) {
+      const replica = this.conns.get(this.lbNodeId);
+      if (replica) {
+        this.flushRun();
+        replica.request(ROLLBACK_QUERY, 1, false);
+      }
+    }
     for (const p of parsed) {
       const bytes = p.frame[0].subarray(p.frame[1], p.frame[2]);
       const old = this.statements.get(p.name);
@@ -817,10 +872,15 @@ export class Dispatcher {
    * other connection still owes the client replies (replies must reach the client in order).
    */
   private ready(node: number): boolean {
-    if (!this.conns.has(node)) {
+    const conn = this.conns.get(node);
+    if (conn === undefined) {
       this.openReplica(node);
       return false;
     }
+    // A deferred BEGIN's replies are dropped from the head of the connection's reply stream, so
+    // it goes out only once the connection has answered everything before it (a replica that
+    // just opened first gets the session's SETs).
+    if (this.deferredBegin && conn.owed > 0) return false;
     return this.mayForwardTo(node);
   }
 
@@ -902,6 +962,13 @@ export class Dispatcher {
         if (!(e instanceof BackendStartupError)) this.host.backendFailed(node, e.message);
         this.unblock();
       });
+  }
+
+  /** Whether a batch's statements (those it parses, and those it binds that were parsed before) end a transaction. */
+  private endsTransaction(parsed: ReadonlyArray<{ name: string; c: Classification }>, bound: readonly string[]): boolean {
+    for (const p of parsed) if (p.c.tx === 'end') return true;
+    for (const name of bound) if (!parsed.some((p) => p.name === name) && this.statements.get(name)?.c.tx === 'end') return true;
+    return false;
   }
 
   /** Set by the session: where leased connections deliver their replies. */

@@ -2,9 +2,10 @@
 // client's BEGIN itself (transaction_defer_begin): Parse, Bind and Execute of the unnamed
 // statement, with no Sync. Should it fail, the server skips everything up to the next Sync, so
 // the client's request never runs outside the transaction it asked for. Also the replies
-// pgrouter gives a plain BEGIN, and a COMMIT or ROLLBACK right after it, that it answers itself.
+// pgrouter gives a plain BEGIN, and a COMMIT or ROLLBACK right after it, that it answers itself,
+// and the reading of a BEGIN a client sends in the extended protocol (psycopg 3, pgJDBC).
 
-import { TxStatus } from './codes.ts';
+import { Frontend, TxStatus } from './codes.ts';
 import { bind, commandComplete, execute, parse, readyForQuery } from './writer.ts';
 
 /** The deferred BEGIN's messages. */
@@ -21,4 +22,55 @@ export function transactionControlReply(word: 'begin' | 'start' | 'commit' | 'en
   if (word === 'begin' || word === 'start')
     return Buffer.concat([commandComplete(word === 'start' ? 'START TRANSACTION' : 'BEGIN'), readyForQuery(TxStatus.InTransaction)]);
   return Buffer.concat([commandComplete(word === 'rollback' || word === 'abort' ? 'ROLLBACK' : 'COMMIT'), readyForQuery(TxStatus.Idle)]);
+}
+
+/** ParseComplete, BindComplete and NoData: the replies to an extended-protocol BEGIN's messages. */
+const PARSE_COMPLETE = Buffer.from([0x31, 0, 0, 0, 4]);
+const BIND_COMPLETE = Buffer.from([0x32, 0, 0, 0, 4]);
+const NO_DATA = Buffer.from([0x6e, 0, 0, 0, 4]);
+
+/** Bytes a BEGIN or START TRANSACTION text may start with (a letter of either case, or white space). */
+const BEGIN_START = new Uint8Array(256);
+for (const ch of 'bBsS \t\r\n') BEGIN_START[ch.charCodeAt(0)] = 1;
+
+/** A frame as the dispatchers hold it: the message is `buf[start, end)`. */
+type FrameView = readonly [Buffer, number, number];
+
+/**
+ * A plain BEGIN (or START TRANSACTION) at the head of an extended-protocol batch, as psycopg 3
+ * and pgJDBC send one: Parse of the unnamed statement with no parameter types, Bind of the
+ * unnamed portal to it with no parameters, an optional Describe of that portal, and Execute.
+ * Returns how many frames it takes, the statement's text and the replies a server would give
+ * those messages, or undefined for anything else.
+ */
+export function leadingBegin(frames: readonly FrameView[]): { count: number; sql: string; replies: Buffer } | undefined {
+  if (frames.length < 3) return undefined;
+  const [pb, ps, pe] = frames[0]!;
+  // Parse: '' \0 query \0 Int16 0 (no parameter types).
+  if (pb[ps] !== Frontend.Parse || pb[ps + 5] !== 0 || !BEGIN_START[pb[ps + 6]!]) return undefined;
+  const qEnd = pb.indexOf(0, ps + 6);
+  if (qEnd < 0 || qEnd + 3 !== pe || pb[qEnd + 1] !== 0 || pb[qEnd + 2] !== 0) return undefined;
+  // Bind: '' \0 '' \0, parameter format codes, no parameters, result format codes (libpq sends one).
+  const [bb, bs, be] = frames[1]!;
+  if (bb[bs] !== Frontend.Bind || be - bs < 13 || bb[bs + 5] !== 0 || bb[bs + 6] !== 0) return undefined;
+  const formats = bb.readInt16BE(bs + 7);
+  let at = bs + 9 + 2 * formats;
+  if (formats < 0 || at + 4 > be || bb.readInt16BE(at) !== 0) return undefined;
+  const results = bb.readInt16BE(at + 2);
+  at += 4 + 2 * results;
+  if (results < 0 || at !== be) return undefined;
+  let i = 2;
+  let replies = [PARSE_COMPLETE, BIND_COMPLETE];
+  const [db, ds, de] = frames[i]!;
+  if (db[ds] === Frontend.Describe) {
+    if (de - ds !== 7 || db[ds + 5] !== 0x50 || db[ds + 6] !== 0) return undefined; // Describe portal ''
+    replies = [...replies, NO_DATA];
+    i++;
+  }
+  const f = frames[i];
+  if (f === undefined) return undefined;
+  const [eb, es, ee] = f;
+  if (eb[es] !== Frontend.Execute || ee - es !== 10 || eb[es + 5] !== 0) return undefined;
+  // The text last: this runs for every Sync-ended batch, most of which are not a BEGIN.
+  return { count: i + 1, sql: pb.toString('utf8', ps + 6, qEnd), replies: Buffer.concat(replies) };
 }

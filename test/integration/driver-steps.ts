@@ -25,6 +25,8 @@ export interface DriverTarget {
   readonly port: number;
   /** Whether a read sent before the session's first write is served by the standby. */
   readonly readsFromStandby: boolean;
+  /** The same for a read inside a transaction (session pooling balances those, transaction pooling runs them on the primary). */
+  readonly txReadsFromStandby: boolean;
 }
 
 /** Runs `file args` and returns its step lines; fails with its stderr when it exits non-zero. */
@@ -65,20 +67,23 @@ export async function startDriverProxies(c: Cluster): Promise<ProxyHandle[]> {
 export function driverTargets(c: Cluster, proxies: readonly ProxyHandle[]): DriverTarget[] {
   const [primaryOnly, session, transaction] = proxies;
   return [
-    { name: 'directly on the primary', host: c.primary.host, port: c.primary.port, readsFromStandby: false },
-    { name: 'pgrouter, session pooling, primary only', host: primaryOnly!.host, port: primaryOnly!.port, readsFromStandby: false },
-    { name: 'pgrouter, session pooling, load-balanced', host: session!.host, port: session!.port, readsFromStandby: true },
-    { name: 'pgrouter, transaction pooling, load-balanced', host: transaction!.host, port: transaction!.port, readsFromStandby: true },
+    { name: 'directly on the primary', host: c.primary.host, port: c.primary.port, readsFromStandby: false, txReadsFromStandby: false },
+    { name: 'pgrouter, session pooling, primary only', host: primaryOnly!.host, port: primaryOnly!.port, readsFromStandby: false, txReadsFromStandby: false },
+    { name: 'pgrouter, session pooling, load-balanced', host: session!.host, port: session!.port, readsFromStandby: true, txReadsFromStandby: true },
+    { name: 'pgrouter, transaction pooling, load-balanced', host: transaction!.host, port: transaction!.port, readsFromStandby: true, txReadsFromStandby: false },
   ];
 }
 
 /** The step that tells where a read before any write ran. */
 export const STANDBY_STEP = 'reads before any write: a standby?';
+/** The step that tells where a read in a transaction (the driver's own BEGIN) before any write ran. */
+export const TX_STANDBY_STEP = 'reads in a transaction before any write: a standby?';
 
 /**
  * Registers a driver's tests: its steps run directly on the primary (`checkDirect` looks at
  * those), then through each pgrouter of {@link startDriverProxies}, where every step must give
- * the direct run's result, but the first read, which `standbyValue` says for a standby or not.
+ * the direct run's result, but the reads of STANDBY_STEP and TX_STANDBY_STEP, whose values
+ * `standbyValue` gives for a standby or not.
  */
 export function driverTests(o: {
   run: (c: Cluster, t: DriverTarget) => Promise<StepLine[]>;
@@ -103,7 +108,13 @@ export function driverTests(o: {
   names.forEach((name, k) =>
     test(`through pgrouter, ${name}: the same results as directly`, async () => {
       const t = targets[k + 1]!;
-      const want = comparable(direct).map((l) => (l.step === STANDBY_STEP ? { ...l, value: o.standbyValue(t.readsFromStandby) } : l));
+      const want = comparable(direct).map((l) =>
+        l.step === STANDBY_STEP
+          ? { ...l, value: o.standbyValue(t.readsFromStandby) }
+          : l.step === TX_STANDBY_STEP
+            ? { ...l, value: o.standbyValue(t.txReadsFromStandby) }
+            : l,
+      );
       assert.deepEqual(comparable(await o.run(c, t)), want);
     }),
   );

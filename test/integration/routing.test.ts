@@ -149,18 +149,98 @@ test('inside a transaction: reads follow the BEGIN, and after a write they go to
   }
 });
 
-test('a transaction that starts before the replica is open stays on the primary', async () => {
+test('a transaction that starts before the replica is open reads there: the BEGIN reaches it (deferred or not), READ WRITE stays on the primary', async () => {
   const p = await proxy();
+  /** Port and transaction start of a read: two reads of one transaction on one server share now(). */
+  const probe = async (cl: pg.Client): Promise<[string, string]> => {
+    const r = await cl.query<{ port: string; ts: string }>(`SELECT ${P} AS port, now()::text AS ts`);
+    const port = Number(r.rows[0]!.port);
+    return [port === c.primary.port ? 'primary' : port === c.replica.port ? 'replica' : String(port), r.rows[0]!.ts];
+  };
+  for (const begin of ['BEGIN', 'BEGIN ISOLATION LEVEL REPEATABLE READ']) {
+    // Each client is a new session: its first statement is the BEGIN, before any replica connection.
+    const cl = await client(p);
+    try {
+      await cl.query(begin);
+      const [n1, t1] = await probe(cl);
+      await new Promise((r) => setTimeout(r, 20));
+      const [n2, t2] = await probe(cl);
+      assert.deepEqual([n1, n2], ['replica', 'replica'], begin);
+      assert.equal(t2, t1, `${begin}: both reads ran in one transaction on the replica`);
+      await cl.query('COMMIT');
+      const [n3, t3] = await probe(cl);
+      assert.equal(n3, 'replica');
+      assert.notEqual(t3, t1, `${begin}: the replica's transaction ended with the COMMIT`);
+    } finally {
+      await cl.end();
+    }
+  }
   const cl = await client(p);
   try {
-    await cl.query('BEGIN');
-    assert.equal(await where(cl, `SELECT ${P}`), 'primary');
+    await cl.query('BEGIN READ WRITE');
+    assert.equal((await probe(cl))[0], 'primary', 'BEGIN READ WRITE keeps the transaction on the primary');
     await cl.query('COMMIT');
-    assert.equal(await where(cl, `SELECT ${P}`), 'replica');
   } finally {
     await cl.end();
   }
 });
+
+test('a BEGIN in the extended protocol is answered here and its transaction reads from the replica (psycopg 3 and pgJDBC shapes)', async () => {
+  const p = await proxy();
+  const app = 'route_ext_begin';
+  const raw = await RawConn.connect(p.port);
+  raw.write(startupPacket({ user: c.users.trust.name, database: c.database, application_name: app }));
+  assert.ok((await raw.readUntil('Z')).found, 'session ready');
+  /** Sends a Sync-ended batch; returns the types of its replies, the first DataRow's first column and the ReadyForQuery status. */
+  const run = async (batch: Buffer): Promise<{ types: string; value: string | undefined; status: string }> => {
+    raw.write(batch);
+    const { found, seen } = await raw.readUntil('Z');
+    assert.ok(found, 'batch answered');
+    const row = seen.find((m) => m.type === 'D');
+    return { types: seen.map((m) => m.type).join(''), value: row ? dataRow(row.body)[0] : undefined, status: String.fromCharCode(found.body[0]!) };
+  };
+  const node = (v: string | undefined): string => (Number(v) === c.primary.port ? 'primary' : Number(v) === c.replica.port ? 'replica' : String(v));
+  try {
+    // psycopg 3: BEGIN as a batch of its own (Parse, Bind, Describe portal, Execute, Sync).
+    const psycopgBegin = Buffer.concat([
+      frame('P', Buffer.concat([cstr(''), cstr('BEGIN'), int16(0)])),
+      frame('B', Buffer.concat([cstr(''), cstr(''), int16(0), int16(0), int16(1), int16(0)])),
+      frame('D', Buffer.concat([Buffer.from('P'), cstr('')])),
+      frame('E', Buffer.concat([cstr(''), int32(0)])),
+      frame('S'),
+    ]);
+    assert.deepEqual(await run(psycopgBegin), { types: '12nCZ', value: undefined, status: 'T' }, 'what a server answers that BEGIN');
+    const r1 = await run(extendedQuery(`SELECT ${P}`));
+    assert.equal(node(r1.value), 'replica');
+    assert.equal(r1.status, 'T');
+    assert.equal(node((await run(extendedQuery(`SELECT ${P}`))).value), 'replica');
+    assert.equal((await run(extendedQuery('COMMIT'))).status, 'I');
+    // The replica's part of the transaction ended with it (it got no COMMIT from the client).
+    await waitFor(async () => (await sql(c, c.replica, `SELECT string_agg(state, ',') FROM pg_stat_activity WHERE application_name = '${app}'`)) === 'idle');
+    // pgJDBC: BEGIN in front of the transaction's first statement, in one batch.
+    const select = extendedQuery(`SELECT ${P}`);
+    const jdbc = Buffer.concat([extendedQuery('BEGIN').subarray(0, -5), select]);
+    const r2 = await run(jdbc);
+    assert.equal(r2.types, '12C12DCZ', "BEGIN's replies, then the SELECT's");
+    assert.equal(node(r2.value), 'replica');
+    assert.equal(r2.status, 'T');
+    assert.equal((await run(extendedQuery('ROLLBACK'))).status, 'I');
+    await waitFor(async () => (await sql(c, c.replica, `SELECT string_agg(state, ',') FROM pg_stat_activity WHERE application_name = '${app}'`)) === 'idle');
+  } finally {
+    raw.write(terminateMessage());
+    raw.end();
+    await raw.waitClosed(5000);
+  }
+});
+
+/** Polls `cond` every 50 ms for up to 5 s. */
+async function waitFor(cond: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${cond.toString()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 test('disable_load_balance_on_write: off, transaction, trans_transaction, always, dml_adaptive', async () => {
   const expect: Record<string, [string, string, string, string]> = {

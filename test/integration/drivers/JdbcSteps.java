@@ -53,6 +53,15 @@ public class JdbcSteps {
     props.setProperty("user", a[2]);
     props.setProperty("password", a[3]);
     String table = a[5];
+    try (Connection t = DriverManager.getConnection(url, props)) {
+      // Autocommit off, as under Spring's @Transactional: pgJDBC sends BEGIN in front of the read.
+      t.setAutoCommit(false);
+      step("reads in a transaction before any write: a standby?", () -> {
+        String r = first(t, "select current_setting('transaction_read_only')");
+        t.commit();
+        return r;
+      });
+    }
     try (Connection c = DriverManager.getConnection(url, props)) {
       // transaction_read_only is on on a standby; pg_is_in_recovery() is volatile, so pgrouter (as
       // Pgpool-II) would send it to the primary.

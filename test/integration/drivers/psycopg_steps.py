@@ -37,6 +37,10 @@ def one(conn, query, params=None, **kw):
     return list(conn.execute(query, params, **kw).fetchone())
 
 
+with psycopg.connect(dsn) as t:
+    # psycopg's default (no autocommit): the read runs in the transaction its BEGIN opened.
+    step("reads in a transaction before any write: a standby?", lambda: one(t, "select current_setting('transaction_read_only')"))
+
 with psycopg.connect(dsn, autocommit=True) as c:
     # transaction_read_only is on on a standby; pg_is_in_recovery() would not do: it is volatile,
     # and pgrouter, like Pgpool-II, sends a volatile function to the primary.
