@@ -8,7 +8,7 @@ import { AuthCode, Backend, TxStatus } from '../protocol/codes.ts';
 import { Framer } from '../protocol/framer.ts';
 import { ReplyScanner } from '../protocol/reply-scanner.ts';
 import { ReplyLead } from '../protocol/reply-lead.ts';
-import { DEFERRED_BEGIN, DEFERRED_BEGIN_REPLIES } from '../protocol/deferred-begin.ts';
+import { DEFERRED_BEGIN, DEFERRED_BEGIN_REPLIES, deferredBeginOf } from '../protocol/deferred-begin.ts';
 import { decodeErrorFields, type ErrorFields } from '../protocol/error-response.ts';
 import { decodeParameterStatus } from '../protocol/read.ts';
 import * as w from '../protocol/writer.ts';
@@ -335,12 +335,12 @@ export class ServerConnection {
    * the request the caller writes next goes out in the same write. Nothing may be owed. The
    * replies to all of these are dropped; if the BEGIN fails, the client gets its error instead of
    * the request's replies (the server skips the request up to the next Sync). endDeferred
-   * uncorks.
+   * uncorks. `text`: the client's BEGIN when it had options (a plain BEGIN otherwise).
    */
-  beginDeferred(parses: readonly Buffer[]): void {
+  beginDeferred(parses: readonly Buffer[], text: string | null = null): void {
     this.lead.expect(DEFERRED_BEGIN_REPLIES + parses.length);
     this.socket.cork();
-    this.socket.write(DEFERRED_BEGIN);
+    this.socket.write(text === null ? DEFERRED_BEGIN : deferredBeginOf(text));
     for (const p of parses) this.socket.write(p);
   }
 

@@ -106,6 +106,8 @@ const BEGIN_QUERY = w.query('BEGIN');
 /** How the load-balance replica's part of a transaction ends when the client ended it in the extended protocol. */
 const ROLLBACK_QUERY = w.query('ROLLBACK');
 const NO_PARSES: readonly Buffer[] = [];
+/** START TRANSACTION (with options) rather than BEGIN: its CommandComplete tag differs. */
+const START_WORD = /^\s*start\b/i;
 
 export class Dispatcher {
   /** Leased connections by node id; the primary's is leased for the whole session. */
@@ -297,7 +299,7 @@ export class Dispatcher {
     }
     const c = classify(sql);
     if (this.host.refuseWrite && this.primaryOnly(c, sql)) return this.refuse(c.reason, [[buf, start, end]], 1);
-    const begins = c.tx === 'begin' ? this.defersBegin(sql) : undefined;
+    const begins = c.tx === 'begin' ? this.defersBegin(c, sql) : undefined;
     if (begins !== undefined) return this.answerBegin(c, sql, begins);
     if (c.tx === 'end' && this.deferredBegin && this.answerEnd(c, sql)) return;
     const d = this.decide(c, sql);
@@ -332,18 +334,29 @@ export class Dispatcher {
   }
 
   /**
-   * transaction_defer_begin: a plain BEGIN (or START TRANSACTION) is answered here when the
-   * session is idle on every connection, and goes out with the transaction's first request.
+   * transaction_defer_begin: a BEGIN (or START TRANSACTION) is answered here when the session is
+   * idle on every connection, and goes out with the transaction's first request. One with
+   * options goes out as the client wrote it (isolation level, READ ONLY, DEFERRABLE), unless they
+   * keep the transaction on the primary (READ WRITE, SERIALIZABLE): that one is sent at once.
    * Returns the statement's first word when it is deferred.
    */
-  private defersBegin(sql: string): 'begin' | 'start' | undefined {
+  private defersBegin(c: Classification, sql: string): 'begin' | 'start' | undefined {
     if (this.deferredBegin || this.host.refuseWrite || this.openNode !== null || !this.host.deferBegin()) return undefined;
+    if (c.tx !== 'begin' || c.pinsTransaction || c.parts !== undefined) return undefined;
     const p = this.primary;
     if (!p || p.txStatus !== TxStatus.Idle) return undefined;
-    for (const c of this.conns.values()) if (c.owed > 0 || c.txStatus !== TxStatus.Idle) return undefined;
+    for (const conn of this.conns.values()) if (conn.owed > 0 || conn.txStatus !== TxStatus.Idle) return undefined;
     const word = plainTransactionControl(sql);
-    return word === 'begin' || word === 'start' ? word : undefined;
+    if (word === 'begin' || word === 'start') {
+      this.deferredText = null;
+      return word;
+    }
+    this.deferredText = sql;
+    return START_WORD.test(sql) ? 'start' : 'begin';
   }
+
+  /** The text of a deferred BEGIN with options, sent as the client wrote it; null for a plain one. */
+  private deferredText: string | null = null;
 
   /** Answers a deferred BEGIN: the session is now in a transaction that starts with its next request. */
   private answerBegin(c: Classification, sql: string, word: 'begin' | 'start', reply = transactionControlReply(word)): void {
@@ -364,7 +377,7 @@ export class Dispatcher {
     const lead = leadingBegin(this.batch);
     if (lead === undefined) return false;
     const c = classify(lead.sql);
-    const word = c.tx === 'begin' ? this.defersBegin(lead.sql) : undefined;
+    const word = c.tx === 'begin' ? this.defersBegin(c, lead.sql) : undefined;
     if (word === undefined) return false;
     // The client's unnamed statement is now its BEGIN, which no server has.
     this.statements.delete('');
@@ -386,6 +399,7 @@ export class Dispatcher {
     const word = plainTransactionControl(sql);
     if (word !== 'commit' && word !== 'end' && word !== 'rollback' && word !== 'abort') return false;
     this.deferredBegin = false;
+    this.deferredText = null;
     this.answerHere(c, sql, 'answered here: the deferred BEGIN never reached a server', transactionControlReply(word));
     return true;
   }
@@ -410,9 +424,12 @@ export class Dispatcher {
    */
   private openDeferred(conn: ServerConnection, parses: readonly Buffer[]): void {
     this.deferredBegin = false;
+    const text = this.deferredText;
+    this.deferredText = null;
     this.flushRun();
-    for (const other of this.conns.values()) if (other !== conn) other.request(BEGIN_QUERY, 1, false);
-    conn.beginDeferred(parses);
+    const others = text === null ? BEGIN_QUERY : w.query(text);
+    for (const other of this.conns.values()) if (other !== conn) other.request(others, 1, false);
+    conn.beginDeferred(parses, text);
     // The load-balance replica opened after the BEGIN was answered (for this request): it is in
     // the transaction too.
     if (this.conns.has(this.lbNodeId)) this.lbInTx = true;

@@ -11,6 +11,11 @@ import { bind, commandComplete, execute, parse, readyForQuery } from './writer.t
 /** The deferred BEGIN's messages. */
 export const DEFERRED_BEGIN = Buffer.concat([parse('', 'BEGIN'), bind('', ''), execute('')]);
 
+/** The same for a BEGIN with options (`BEGIN ISOLATION LEVEL REPEATABLE READ`, `START TRANSACTION READ ONLY`): the same replies. */
+export function deferredBeginOf(text: string): Buffer {
+  return Buffer.concat([parse('', text), bind('', ''), execute('')]);
+}
+
 /** The replies it gets when it succeeds: ParseComplete, BindComplete and CommandComplete. */
 export const DEFERRED_BEGIN_REPLIES = 3;
 

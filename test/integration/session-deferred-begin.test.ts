@@ -106,6 +106,37 @@ describe('a deferred BEGIN in session pooling', () => {
     }
   });
 
+  test('a BEGIN with options is deferred too and goes out as written; READ WRITE is sent at once', async () => {
+    const a = await connect(on);
+    try {
+      // The session's first statement: no replica connection yet.
+      await a.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+      await sleep(300);
+      const r = await row<{ port: number; ms: number; iso: string }>(
+        a,
+        "SELECT current_setting('port')::int AS port, (extract(epoch FROM statement_timestamp() - now()) * 1000)::float8 AS ms, current_setting('transaction_isolation') AS iso",
+      );
+      assert.equal(nodeOf(r.port), 'replica');
+      assert.ok(r.ms < 100, `the transaction began ${r.ms} ms before its first statement`);
+      assert.equal(r.iso, 'repeatable read', 'the BEGIN went out with its options');
+      await a.query('COMMIT');
+      // START TRANSACTION READ ONLY: answered with its own tag, and a write in it fails as in PostgreSQL.
+      assert.equal((await a.query('START TRANSACTION READ ONLY')).command, 'START');
+      await assert.rejects(a.query(`INSERT INTO ${T} VALUES ('ro', 1)`), (e: { code?: string }) => e.code === '25006');
+      await a.query('ROLLBACK');
+      assert.equal(await rows(c.primary, 'ro'), '');
+      // READ WRITE keeps the transaction on the primary, where it begins at once.
+      await a.query('BEGIN READ WRITE');
+      await sleep(300);
+      const w = await row<{ port: number; ms: number }>(a, PROBE);
+      assert.equal(nodeOf(w.port), 'primary');
+      assert.ok(w.ms >= 290, `the READ WRITE transaction began only ${w.ms} ms before the statement`);
+      await a.query('COMMIT');
+    } finally {
+      await close(a);
+    }
+  });
+
   test('the exact replies: BEGIN / START TRANSACTION with status T, then COMMIT, END, ROLLBACK and ABORT, as PostgreSQL sends them', async () => {
     const md5 = c.users.md5;
     const raw = await RawClient.connect({ host: on.host, port: on.port, user: md5.name, password: md5.password, database: c.database });
