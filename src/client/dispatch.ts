@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { Frontend, TxStatus } from '../protocol/codes.ts';
 import * as w from '../protocol/writer.ts';
-import { leadingBegin, transactionControlReply } from '../protocol/deferred-begin.ts';
+import { beginWord, leadingBegin, transactionControlReply } from '../protocol/deferred-begin.ts';
 import { BackendStartupError, endedBecause, type BackendCredentials, type ServerConnection } from '../backend/connection.ts';
 import type { Pool } from '../pool/pool.ts';
 import { isUsable, type ClusterNode, type ClusterView } from '../pool/cluster.ts';
@@ -106,8 +106,6 @@ const BEGIN_QUERY = w.query('BEGIN');
 /** How the load-balance replica's part of a transaction ends when the client ended it in the extended protocol. */
 const ROLLBACK_QUERY = w.query('ROLLBACK');
 const NO_PARSES: readonly Buffer[] = [];
-/** START TRANSACTION (with options) rather than BEGIN: its CommandComplete tag differs. */
-const START_WORD = /^\s*start\b/i;
 
 export class Dispatcher {
   /** Leased connections by node id; the primary's is leased for the whole session. */
@@ -352,7 +350,7 @@ export class Dispatcher {
       return word;
     }
     this.deferredText = sql;
-    return START_WORD.test(sql) ? 'start' : 'begin';
+    return beginWord(sql);
   }
 
   /** The text of a deferred BEGIN with options, sent as the client wrote it; null for a plain one. */

@@ -9,7 +9,7 @@
 
 import { Frontend, TxStatus } from '../protocol/codes.ts';
 import * as w from '../protocol/writer.ts';
-import { transactionControlReply } from '../protocol/deferred-begin.ts';
+import { beginWord, transactionControlReply } from '../protocol/deferred-begin.ts';
 import {
   closeStatement,
   parseKey,
@@ -497,7 +497,8 @@ export class TransactionDispatcher implements LaneClient {
    */
   private answersTransactionControl(sql: string): boolean {
     const word = plainTransactionControl(sql);
-    if (word === undefined || (!this.beginPending && !this.host.deferBegin())) return false;
+    if (word === undefined) return this.defersBeginWithOptions(sql);
+    if (!this.beginPending && !this.host.deferBegin()) return false;
     if (word === 'begin' || word === 'start') {
       if (this.beginPending) return false; // a second BEGIN goes to the server, which warns about it
       this.beginPending = true;
@@ -506,9 +507,28 @@ export class TransactionDispatcher implements LaneClient {
     }
     if (!this.beginPending) return false;
     this.beginPending = false;
+    this.beginText = null;
     this.answerHere(transactionControlReply(word));
     return true;
   }
+
+  /**
+   * A BEGIN with options (an isolation level, READ ONLY...) is deferred like a plain one and
+   * goes out as the client wrote it, in front of the transaction's first request (the
+   * transaction runs on the primary whatever its options).
+   */
+  private defersBeginWithOptions(sql: string): boolean {
+    if (this.beginPending || !this.host.deferBegin()) return false;
+    const c = classify(sql);
+    if (c.tx !== 'begin' || c.parts !== undefined) return false;
+    this.beginPending = true;
+    this.beginText = sql;
+    this.answerHere(transactionControlReply(beginWord(sql)));
+    return true;
+  }
+
+  /** The text of a deferred BEGIN with options; null for a plain one. */
+  private beginText: string | null = null;
 
   /** The request waiting for a lane of `waitGroup` (only one at a time: `acquiring` holds the rest back). */
   private waitNode = 0;
@@ -737,8 +757,10 @@ export class TransactionDispatcher implements LaneClient {
     if (r.end === 'flush') this.openBatch = true;
     else if (r.end === 'sync') this.openBatch = false;
     let opens: OpensWith = 'none';
+    const beginText = this.beginText;
     if (this.beginPending && !continuing) {
       this.beginPending = false;
+      this.beginText = null;
       opens = r.end === 'query' || r.end === 'call' ? 'begin+sync' : 'begin';
       this.host.stats.statement(lane.conn.node.id, 'other');
     }
@@ -860,7 +882,7 @@ export class TransactionDispatcher implements LaneClient {
     const retry = cached !== null && answered === 1 && !clientNamed ? { ...cached, bytes: Buffer.concat(r.frames) } : null;
     // The session's settings go first where the lane has others (or none of them).
     if (lane.settings !== this.settingsSql) lane.applySettings(this.settingsSql);
-    lane.request(this, out, strip, prefix, registered, retry, r.end === 'sync' || r.end === 'query', opens);
+    lane.request(this, out, strip, prefix, registered, retry, r.end === 'sync' || r.end === 'query', opens, opens === 'none' ? null : beginText);
     if (r.changes !== undefined) {
       this.unconfirmed.push({ seq: this.sentCount, changes: r.changes });
       this.applyChanges(this.settings, r.changes);

@@ -9,7 +9,7 @@ import { Backend, TxStatus } from '../protocol/codes.ts';
 import { decodeErrorFields } from '../protocol/error-response.ts';
 import { closeStatement } from '../protocol/statement-names.ts';
 import { query, sync } from '../protocol/writer.ts';
-import { DEFERRED_BEGIN } from '../protocol/deferred-begin.ts';
+import { DEFERRED_BEGIN, deferredBeginOf } from '../protocol/deferred-begin.ts';
 
 /** What a lane needs from a client session. */
 export interface LaneClient {
@@ -232,6 +232,7 @@ export class Lane implements ReplySink {
     retry: Retry | null = null,
     replyFollows = false,
     opens: OpensWith = 'none',
+    beginText: string | null = null,
   ): void {
     const begin = opens !== 'none';
     this.push({
@@ -248,7 +249,7 @@ export class Lane implements ReplySink {
       lead: begin ? 2 : 0,
       extraReady: opens === 'begin+sync' ? 1 : 0,
     });
-    if (begin) this.stageBytes(DEFERRED_BEGIN);
+    if (begin) this.stageBytes(beginText === null ? DEFERRED_BEGIN : deferredBeginOf(beginText));
     for (const b of bytes) this.stageBytes(b);
     if (opens === 'begin+sync') this.stageBytes(SYNC);
     this.kick();

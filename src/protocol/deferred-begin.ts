@@ -11,6 +11,11 @@ import { bind, commandComplete, execute, parse, readyForQuery } from './writer.t
 /** The deferred BEGIN's messages. */
 export const DEFERRED_BEGIN = Buffer.concat([parse('', 'BEGIN'), bind('', ''), execute('')]);
 
+/** The first word of a BEGIN or START TRANSACTION with options, which decides its CommandComplete tag. */
+export function beginWord(sql: string): 'begin' | 'start' {
+  return /^\s*start\b/i.test(sql) ? 'start' : 'begin';
+}
+
 /** The same for a BEGIN with options (`BEGIN ISOLATION LEVEL REPEATABLE READ`, `START TRANSACTION READ ONLY`): the same replies. */
 export function deferredBeginOf(text: string): Buffer {
   return Buffer.concat([parse('', text), bind('', ''), execute('')]);

@@ -498,10 +498,10 @@ describe('a deferred BEGIN (transaction_defer_begin)', () => {
   });
 
   /** How long after the transaction began (now()) the statement after a 300 ms pause started. */
-  async function gapAfterBegin(p: ProxyHandle): Promise<number> {
+  async function gapAfterBegin(p: ProxyHandle, begin = 'BEGIN'): Promise<number> {
     const a = await connect(p);
     try {
-      await a.query('BEGIN');
+      await a.query(begin);
       await sleep(300);
       const r = await row<{ ms: number; port: number }>(a,
         'SELECT (extract(epoch FROM statement_timestamp() - now()) * 1000)::float8 AS ms, inet_server_port() AS port');
@@ -518,6 +518,23 @@ describe('a deferred BEGIN (transaction_defer_begin)', () => {
     assert.ok(deferred < 100, `transaction began ${deferred} ms before its first statement`);
     const sent = await gapAfterBegin(off);
     assert.ok(sent >= 290, `with transaction_defer_begin = off the transaction began only ${sent} ms before its first statement`);
+  });
+
+  test('a BEGIN with options is deferred too and goes out as written (isolation level, READ ONLY)', async () => {
+    assert.ok((await gapAfterBegin(tx, 'BEGIN ISOLATION LEVEL REPEATABLE READ')) < 100, 'BEGIN ISOLATION LEVEL deferred');
+    assert.ok((await gapAfterBegin(off, 'BEGIN ISOLATION LEVEL REPEATABLE READ')) >= 290, 'sent at once with the setting off');
+    const a = await connect(tx);
+    try {
+      assert.equal((await a.query('START TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY')).command, 'START');
+      const r = await row<{ iso: string; ro: string }>(a, "SELECT current_setting('transaction_isolation') AS iso, current_setting('transaction_read_only') AS ro");
+      assert.deepEqual(r, { iso: 'serializable', ro: 'on' }, 'the options reached the server');
+      await assert.rejects(a.query(`INSERT INTO ${T.begin} VALUES ('ro', 1)`), (e: { code?: string }) => e.code === '25006');
+      await a.query('ROLLBACK');
+      // The session goes on, on shared connections.
+      assert.equal((await row<{ v: number }>(a, 'SELECT 3 AS v')).v, 3);
+    } finally {
+      await close(a);
+    }
   });
 
   test('a client between BEGIN and its first statement holds no server connection: on a pool of one, another client runs meanwhile', async () => {
