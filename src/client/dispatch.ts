@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { Frontend, TxStatus } from '../protocol/codes.ts';
 import * as w from '../protocol/writer.ts';
-import { beginWord, leadingBegin, transactionControlReply } from '../protocol/deferred-begin.ts';
+import { beginComplete, beginWord, leadingBegin, transactionControlReply } from '../protocol/deferred-begin.ts';
 import { BackendStartupError, endedBecause, type BackendCredentials, type ServerConnection } from '../backend/connection.ts';
 import type { Pool } from '../pool/pool.ts';
 import { isUsable, type ClusterNode, type ClusterView } from '../pool/cluster.ts';
@@ -375,16 +375,13 @@ export class Dispatcher {
     const lead = leadingBegin(this.batch);
     if (lead === undefined) return false;
     const c = classify(lead.sql);
-    const word = c.tx === 'begin' ? this.defersBegin(c, lead.sql) : undefined;
+    const word = this.defersBegin(c, lead.sql);
     if (word === undefined) return false;
     // The client's unnamed statement is now its BEGIN, which no server has.
     this.statements.delete('');
-    const rest = this.batch.slice(lead.count);
-    const tag = w.commandComplete(word === 'start' ? 'START TRANSACTION' : 'BEGIN');
-    const alone = rest.length === 1; // only the Sync is left
-    this.answerBegin(c, lead.sql, word, Buffer.concat(alone ? [lead.replies, tag, w.readyForQuery(TxStatus.InTransaction)] : [lead.replies, tag]));
-    this.batch = rest;
-    if (alone) this.batch = [];
+    const alone = this.batch.length === lead.count + 1; // only the Sync is left
+    this.answerBegin(c, lead.sql, word, Buffer.concat([lead.replies, alone ? transactionControlReply(word) : beginComplete(word)]));
+    this.batch = alone ? [] : this.batch.slice(lead.count);
     return alone;
   }
 

@@ -9,7 +9,7 @@
 
 import { Frontend, TxStatus } from '../protocol/codes.ts';
 import * as w from '../protocol/writer.ts';
-import { beginWord, transactionControlReply } from '../protocol/deferred-begin.ts';
+import { beginWord, mayBeBegin, transactionControlReply } from '../protocol/deferred-begin.ts';
 import {
   closeStatement,
   parseKey,
@@ -518,7 +518,8 @@ export class TransactionDispatcher implements LaneClient {
    * transaction runs on the primary whatever its options).
    */
   private defersBeginWithOptions(sql: string): boolean {
-    if (this.beginPending || !this.host.deferBegin()) return false;
+    // Every Query outside a transaction comes here: only a text that can be a BEGIN is classified.
+    if (this.beginPending || !mayBeBegin(sql) || !this.host.deferBegin()) return false;
     const c = classify(sql);
     if (c.tx !== 'begin' || c.parts !== undefined) return false;
     this.beginPending = true;

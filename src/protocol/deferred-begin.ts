@@ -6,19 +6,25 @@
 // and the reading of a BEGIN a client sends in the extended protocol (psycopg 3, pgJDBC).
 
 import { Frontend, TxStatus } from './codes.ts';
+import { PARSE_COMPLETE } from './statement-names.ts';
 import { bind, commandComplete, execute, parse, readyForQuery } from './writer.ts';
 
-/** The deferred BEGIN's messages. */
-export const DEFERRED_BEGIN = Buffer.concat([parse('', 'BEGIN'), bind('', ''), execute('')]);
+/** A deferred BEGIN's messages for the client's text (options included, as it wrote them): the replies are the same for any. */
+export function deferredBeginOf(text: string): Buffer {
+  return Buffer.concat([parse('', text), bind('', ''), execute('')]);
+}
+
+/** The deferred BEGIN's messages for a plain BEGIN. */
+export const DEFERRED_BEGIN = deferredBeginOf('BEGIN');
+
+/** Whether a text may be a BEGIN or START TRANSACTION (a cheap test before classifying it). */
+export function mayBeBegin(sql: string): boolean {
+  return /^\s*(?:begin|start)\b/i.test(sql);
+}
 
 /** The first word of a BEGIN or START TRANSACTION with options, which decides its CommandComplete tag. */
 export function beginWord(sql: string): 'begin' | 'start' {
   return /^\s*start\b/i.test(sql) ? 'start' : 'begin';
-}
-
-/** The same for a BEGIN with options (`BEGIN ISOLATION LEVEL REPEATABLE READ`, `START TRANSACTION READ ONLY`): the same replies. */
-export function deferredBeginOf(text: string): Buffer {
-  return Buffer.concat([parse('', text), bind('', ''), execute('')]);
 }
 
 /** The replies it gets when it succeeds: ParseComplete, BindComplete and CommandComplete. */
@@ -29,13 +35,16 @@ export const DEFERRED_BEGIN_REPLIES = 3;
  * is a COMMIT, ABORT a ROLLBACK) and ReadyForQuery, in a transaction after BEGIN, idle after the end.
  */
 export function transactionControlReply(word: 'begin' | 'start' | 'commit' | 'end' | 'rollback' | 'abort'): Buffer {
-  if (word === 'begin' || word === 'start')
-    return Buffer.concat([commandComplete(word === 'start' ? 'START TRANSACTION' : 'BEGIN'), readyForQuery(TxStatus.InTransaction)]);
+  if (word === 'begin' || word === 'start') return Buffer.concat([beginComplete(word), readyForQuery(TxStatus.InTransaction)]);
   return Buffer.concat([commandComplete(word === 'rollback' || word === 'abort' ? 'ROLLBACK' : 'COMMIT'), readyForQuery(TxStatus.Idle)]);
 }
 
-/** ParseComplete, BindComplete and NoData: the replies to an extended-protocol BEGIN's messages. */
-const PARSE_COMPLETE = Buffer.from([0x31, 0, 0, 0, 4]);
+/** The CommandComplete of a BEGIN or START TRANSACTION. */
+export function beginComplete(word: 'begin' | 'start'): Buffer {
+  return commandComplete(word === 'start' ? 'START TRANSACTION' : 'BEGIN');
+}
+
+/** BindComplete and NoData: with ParseComplete, the replies to an extended-protocol BEGIN's messages. */
 const BIND_COMPLETE = Buffer.from([0x32, 0, 0, 0, 4]);
 const NO_DATA = Buffer.from([0x6e, 0, 0, 0, 4]);
 
