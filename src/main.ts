@@ -76,6 +76,7 @@ function routeSettings(c: Config): RouteSettings {
     relcacheExpire: s.relcache_expire,
     relcacheQueryTarget: s.relcache_query_target,
     statementLevel: s.statement_level_load_balance,
+    readOnlyTransactions: s.transaction_read_only_load_balance,
     delayThresholdBytes: s.delay_threshold,
     delayThresholdMs: s.delay_threshold_by_time,
     preferLowerDelayStandby: s.prefer_lower_delay_standby,

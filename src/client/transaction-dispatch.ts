@@ -1,7 +1,8 @@
 // The client half of a session in pool_mode = transaction. Each request (a Query, or an
 // extended-protocol batch up to Sync) is classified: an autocommit statement is pipelined onto a
 // shared connection (lane) of the node routing chooses; a transaction takes a primary lane to
-// itself until ReadyForQuery says idle; a statement that changes session state (LISTEN, temp
+// itself until ReadyForQuery says idle (a READ ONLY one a lane of the load-balance node, with
+// transaction_read_only_load_balance); a statement that changes session state (LISTEN, temp
 // tables, SQL PREPARE, session advisory locks, a SET inside a transaction) pins the session to its
 // primary lane for good. A session-level SET or RESET is kept per session instead and set on each
 // lane before the session's request runs there. Named prepared statements are renamed per lane so
@@ -9,7 +10,7 @@
 
 import { Frontend, TxStatus } from '../protocol/codes.ts';
 import * as w from '../protocol/writer.ts';
-import { beginWord, mayBeBegin, transactionControlReply } from '../protocol/deferred-begin.ts';
+import { beginWord, leadingEnd, mayBeBegin, transactionControlReply } from '../protocol/deferred-begin.ts';
 import {
   closeStatement,
   parseKey,
@@ -78,6 +79,8 @@ type Plan = {
   readonly balanced: boolean;
   /** Set once the request was moved off a node that could not be reached (it is moved once). */
   moved?: true;
+  /** The first request of a READ ONLY transaction, placed by load balancing: it takes a lane of that node to itself. */
+  readonly readOnly: boolean;
 };
 
 /** One request: complete client messages (copies once the request has to wait). */
@@ -120,10 +123,13 @@ interface NamedFrame {
 /** Advisory-lock and set_config calls whose effect outlives the transaction. */
 // An unlock (pg_advisory_unlock*) does not pin: a session that holds a session lock is pinned
 // already, and for one that holds none an unlock on any connection answers as it would directly.
+// set_config(name, value, true) lasts only as long as its transaction: it pins nothing.
 const SESSION_FUNCTIONS = /^(?:pg_catalog\.)?(pg_(try_)?advisory_lock(_shared)?|set_config|dblink_connect(_u)?)$/;
+const SET_CONFIG = /(?:^|\.)set_config$/;
 /** Utility statements whose effect outlives the transaction. */
-// UNLISTEN does not pin, for the same reason as an unlock: only a pinned session listens.
-const SESSION_REASONS = new Set(['LISTEN', 'LOAD', 'DECLARECURSOR', 'SET isolation SERIALIZABLE', 'SET transaction_read_only to false']);
+// UNLISTEN does not pin, for the same reason as an unlock: only a pinned session listens. A
+// cursor without HOLD ends with its transaction, which holds its lane anyway.
+const SESSION_REASONS = new Set(['LISTEN', 'LOAD', 'DECLARECURSOR WITH HOLD', 'SET isolation SERIALIZABLE', 'SET transaction_read_only to false']);
 const SET_LOCAL = /^\s*set\s+local\b/i;
 const DISCARD_ALL = /^\s*discard\s+all\s*;?\s*$/i;
 const DISCARD_ALL_REPLY = Buffer.concat([w.commandComplete('DISCARD ALL'), w.readyForQuery(TxStatus.Idle)]);
@@ -131,6 +137,18 @@ const SET_TRANSACTION = /^\s*set\s+transaction\b/i;
 const TEMP_WORD = /\btemp(orary)?\b/i;
 /** A name no statement ever has: Close of a client's statement goes there (CloseComplete, nothing closed). */
 const NO_STATEMENT = 'pgrouter_closed';
+/** What a standby running a READ ONLY transaction answers to a statement that would pin the session there (see refuseOnStandby). */
+const STANDBY_STATE_REFUSAL = w.query(
+  'DO $pgrouter$BEGIN RAISE EXCEPTION USING ERRCODE = \'0A000\', ' +
+    "MESSAGE = 'pgrouter runs this READ ONLY transaction on a standby, where this statement would leave session state behind', " +
+    "HINT = 'Run it outside the READ ONLY transaction, or set transaction_read_only_load_balance = off to run READ ONLY transactions on the primary.'; END$pgrouter$",
+);
+/** PostgreSQL's answer to a statement in an aborted transaction. */
+const ABORTED_TRANSACTION = w.errorResponse({
+  severity: 'ERROR',
+  code: SqlState.IN_FAILED_SQL_TRANSACTION,
+  message: 'current transaction is aborted, commands ignored until end of transaction block',
+});
 /** Requests queued before the client's reads are paused. */
 const MAX_QUEUED = 64;
 /** Server-side statements a lane keeps before the oldest are closed. */
@@ -154,12 +172,19 @@ export function statementMode(c: Classification, sql: string): Mode {
     return m;
   }
   if (c.target === 'all' && c.tx === 'none') {
-    // SET, RESET, DISCARD, DEALLOCATE ALL; a LOCK weaker than ROW EXCLUSIVE only means something in a transaction.
-    if (c.reason === 'LOCK' || SET_LOCAL.test(sql)) return Mode.Exclusive;
+    // SET, RESET, DISCARD, DEALLOCATE ALL; a LOCK weaker than ROW EXCLUSIVE, SET LOCAL and SET
+    // TRANSACTION only mean something in a transaction.
+    if (c.reason === 'LOCK' || SET_LOCAL.test(sql) || SET_TRANSACTION.test(sql)) return Mode.Exclusive;
     return Mode.Pin;
   }
   if (SESSION_REASONS.has(c.reason) && !SET_TRANSACTION.test(sql)) return Mode.Pin;
-  for (const f of c.functions) if (SESSION_FUNCTIONS.test(f)) return Mode.Pin;
+  let configCalls = 0;
+  for (const f of c.functions)
+    if (SESSION_FUNCTIONS.test(f)) {
+      if (!SET_CONFIG.test(f)) return Mode.Pin;
+      configCalls++;
+    }
+  if (configCalls > c.localSetConfig) return Mode.Pin;
   if (c.kind === 'ddl' && TEMP_WORD.test(sql)) return Mode.Pin;
   if (c.tx !== 'none' || c.execute !== undefined) return Mode.Exclusive;
   if (c.reason === 'multi-statement query' || c.reason.startsWith('COPY') || c.reason === 'parser not loaded yet') return Mode.Exclusive;
@@ -174,6 +199,8 @@ export class TransactionDispatcher implements LaneClient {
   /** A lane held by this session: a transaction, a Flush-ended batch, or pinned for good. */
   private held: Lane | null = null;
   private heldGroup: LaneGroup | null = null;
+  /** `held` is a standby's lane, running a READ ONLY transaction (transaction_read_only_load_balance). */
+  private heldOnStandby = false;
   private pinned = false;
   /** A Flush-ended batch whose Sync has not come yet. */
   private openBatch = false;
@@ -267,6 +294,7 @@ export class TransactionDispatcher implements LaneClient {
     if (this.inFlight === 0 && lane === this.lane) this.lane = null;
     if (this.held === lane && !this.pinned && !this.openBatch && this.inFlight === 0 && status === TxStatus.Idle) {
       this.held = null;
+      this.heldOnStandby = false;
       this.heldGroup!.release(lane);
       this.heldGroup = null;
     }
@@ -310,6 +338,73 @@ export class TransactionDispatcher implements LaneClient {
 
   private lostLane: Lane | null = null;
 
+  /**
+   * A READ ONLY transaction whose standby went away: the session goes on, as with any read a
+   * lost replica served, and its transaction is aborted until the client ends it (here, since
+   * no server holds it any more). `told`: the client has had the 08006 already.
+   */
+  private lostTransaction: { error: Buffer; told: boolean } | null = null;
+
+  private loseTransaction(lane: Lane): void {
+    this.held = null;
+    this.heldGroup = null;
+    this.heldOnStandby = false;
+    this.openBatch = false;
+    if (this.lane === lane) this.lane = null;
+    this.lostTransaction = {
+      error: w.errorResponse({
+        severity: 'ERROR',
+        code: SqlState.CONNECTION_FAILURE,
+        message: `lost the connection to ${describeNode(lane.conn.node)}, which ran this READ ONLY transaction`,
+        detail: endedBecause(lane.conn),
+        hint: 'The session goes on: end the transaction (ROLLBACK) and run it again.',
+      }),
+      told: false,
+    };
+    // The requests still owed an answer get one each, as a server answers an aborted transaction.
+    const owed = this.inFlight;
+    this.inFlight = 0;
+    this.doneCount += owed;
+    for (let i = 0; i < owed; i++) this.host.writeClient(Buffer.concat([this.lostError(), w.readyForQuery(TxStatus.Failed)]));
+    this.host.settled();
+    this.pump();
+  }
+
+  /** The lost transaction's 08006 the first time, then PostgreSQL's 25P02 for an aborted transaction. */
+  private lostError(): Buffer {
+    const t = this.lostTransaction!;
+    if (!t.told) {
+      t.told = true;
+      return t.error;
+    }
+    return ABORTED_TRANSACTION;
+  }
+
+  /** A request in a lost transaction: answered here; COMMIT, END, ROLLBACK or ABORT ends it. */
+  private answerLost(r: Request): void {
+    if (r.end === 'copy') return;
+    const t = this.lostTransaction!;
+    let ends: Buffer | null = null;
+    if (r.end === 'query') {
+      const word = plainTransactionControl((r.sql ??= r.frames[0]!.toString('utf8', 5, r.frames[0]!.length - 1)));
+      if (word !== undefined && word !== 'begin' && word !== 'start') ends = Buffer.alloc(0);
+    } else if (r.end === 'sync') {
+      const lead = leadingEnd(r.frames.map((f) => [f, 0, f.length] as const));
+      if (lead !== undefined && lead.count === r.frames.length - 1 && plainTransactionControl(lead.sql) !== undefined) ends = lead.replies;
+    }
+    if (ends !== null) {
+      this.lostTransaction = null;
+      // Never told: the end of the transaction is where it hears of the loss (as of a COMMIT
+      // that fails); else it ends as an aborted transaction does.
+      this.host.writeClient(
+        Buffer.concat(t.told ? [ends, w.commandComplete('ROLLBACK'), w.readyForQuery(TxStatus.Idle)] : [t.error, w.readyForQuery(TxStatus.Idle)]),
+      );
+    } else if (r.end === 'flush') {
+      if (!t.told) this.host.writeClient(this.lostError());
+    } else this.host.writeClient(Buffer.concat([this.lostError(), w.readyForQuery(TxStatus.Failed)]));
+    this.host.settled();
+  }
+
   statementStale(lane: Lane, retried: boolean): void {
     this.host.stats.serverStatement(lane.conn.node.id, retried ? 'stale_retried' : 'stale_error');
   }
@@ -317,6 +412,7 @@ export class TransactionDispatcher implements LaneClient {
   laneLost(lane: Lane, _err: Error | undefined): void {
     if (this.terminated) return;
     if (!lane.conn.sawFatal) this.host.backendFailed(lane.conn.node.id, 'connection lost');
+    if (lane === this.held && this.heldOnStandby && !this.pinned) return this.loseTransaction(lane);
     this.host.fail(
       new ProxyError(
         SqlState.CONNECTION_FAILURE,
@@ -386,7 +482,7 @@ export class TransactionDispatcher implements LaneClient {
 
   /** True while the session holds a lane in a transaction (drain waits for it to end). */
   get inTransaction(): boolean {
-    return this.beginPending || (this.held !== null && (this.held.status !== TxStatus.Idle || this.openBatch));
+    return this.beginPending || this.lostTransaction !== null || (this.held !== null && (this.held.status !== TxStatus.Idle || this.openBatch));
   }
 
   private submit(r: Request): void {
@@ -412,6 +508,10 @@ export class TransactionDispatcher implements LaneClient {
 
   /** Sends a request now (true) or arranges for it to be sent later (false). */
   private dispatch(r: Request): boolean {
+    if (this.lostTransaction !== null) {
+      this.answerLost(r);
+      return true;
+    }
     if (r.end === 'copy') {
       const lane = this.held ?? this.lane;
       if (lane) lane.write(r.frames[0]!);
@@ -436,7 +536,7 @@ export class TransactionDispatcher implements LaneClient {
     }
     const plan = (r.plan ??= this.plan(r));
     if (this.held) return this.send(this.held, r, false, plan);
-    const node = plan.mode === Mode.Pipeline ? plan.node : this.primaryId;
+    const node = plan.mode === Mode.Pipeline || plan.readOnly ? plan.node : this.primaryId;
     // Replies come back in order only from one lane: a request for another node (or one needing a
     // lane to itself) waits until the requests in flight are answered.
     if (this.lane !== null && (plan.mode !== Mode.Pipeline || this.lane.conn.node.id !== node || this.lane.reserved)) return false;
@@ -457,7 +557,7 @@ export class TransactionDispatcher implements LaneClient {
     }
     this.waitPlan = null;
     this.waitGroup = null;
-    if (plan.mode !== Mode.Pipeline) this.hold(lane, group);
+    if (plan.mode !== Mode.Pipeline) this.hold(lane, group, plan);
     return this.send(lane, r, false, plan);
   }
 
@@ -508,14 +608,15 @@ export class TransactionDispatcher implements LaneClient {
     if (!this.beginPending) return false;
     this.beginPending = false;
     this.beginText = null;
+    this.beginReadOnly = false;
     this.answerHere(transactionControlReply(word));
     return true;
   }
 
   /**
    * A BEGIN with options (an isolation level, READ ONLY...) is deferred like a plain one and
-   * goes out as the client wrote it, in front of the transaction's first request (the
-   * transaction runs on the primary whatever its options).
+   * goes out as the client wrote it, in front of the transaction's first request (on the
+   * primary, or for READ ONLY where that request's plan puts it).
    */
   private defersBeginWithOptions(sql: string): boolean {
     // Every Query outside a transaction comes here: only a text that can be a BEGIN is classified.
@@ -524,12 +625,15 @@ export class TransactionDispatcher implements LaneClient {
     if (c.tx !== 'begin' || c.parts !== undefined) return false;
     this.beginPending = true;
     this.beginText = sql;
+    this.beginReadOnly = c.readOnly;
     this.answerHere(transactionControlReply(beginWord(sql)));
     return true;
   }
 
   /** The text of a deferred BEGIN with options; null for a plain one. */
   private beginText: string | null = null;
+  /** The deferred BEGIN is READ ONLY (see Classification.readOnly). */
+  private beginReadOnly = false;
 
   /** The request waiting for a lane of `waitGroup` (only one at a time: `acquiring` holds the rest back). */
   private waitNode = 0;
@@ -545,7 +649,7 @@ export class TransactionDispatcher implements LaneClient {
     this.waitGroup = null;
     this.acquiring = false;
     if (lane instanceof Error) {
-      if (plan.moved === undefined && plan.mode === Mode.Pipeline) {
+      if (plan.moved === undefined && (plan.mode === Mode.Pipeline || plan.readOnly)) {
         // A replica that cannot be reached: this read goes to the primary instead. A balanced
         // read for a primary that cannot be reached (restarting, before its health check says
         // so) goes to a replica that may serve reads, if there is one.
@@ -587,14 +691,15 @@ export class TransactionDispatcher implements LaneClient {
       if (lane.holder === this) group.release(lane);
       return;
     }
-    if (plan.mode !== Mode.Pipeline) this.hold(lane, group);
+    if (plan.mode !== Mode.Pipeline) this.hold(lane, group, plan);
     else this.granted = lane;
     this.pump();
   };
 
-  private hold(lane: Lane, group: LaneGroup): void {
+  private hold(lane: Lane, group: LaneGroup, plan: Plan): void {
     this.held = lane;
     this.heldGroup = group;
+    this.heldOnStandby = plan.readOnly && lane.conn.node.id !== this.primaryId;
   }
 
   // plan()'s working state, kept in fields so that a request costs no closure or array of its own.
@@ -607,6 +712,9 @@ export class TransactionDispatcher implements LaneClient {
   private planWrites = false;
   /** The session has written (kept only for disable_load_balance_on_write = always). */
   private wrote = false;
+  /** The request opens a READ ONLY transaction (its first statement says so, or the deferred BEGIN did); SERIALIZABLE: it cannot run on a standby. */
+  private planReadOnly = false;
+  private planSerializable = false;
 
   /** Where a request goes and how it may share its lane; also records the client's statements. */
   private plan(r: Request): Plan {
@@ -614,6 +722,8 @@ export class TransactionDispatcher implements LaneClient {
     this.planMode = r.end === 'flush' || r.end === 'call' ? Mode.Exclusive : Mode.Pipeline;
     this.planPrimary = r.end !== 'sync' && r.end !== 'query';
     this.planCategory = 'write';
+    this.planReadOnly = this.held === null && this.beginPending && this.beginReadOnly;
+    this.planSerializable = false;
     const kinds = this.planKinds;
     kinds.length = 0;
     // Built by push (a packed array; Array.prototype.fill is a slow builtin on this path).
@@ -670,13 +780,22 @@ export class TransactionDispatcher implements LaneClient {
     const mode = this.beginPending && this.planMode === Mode.Pipeline ? Mode.Exclusive : (this.planMode as Mode);
     if (mode === Mode.Pin) this.planPrimary = true;
     const primary = this.planPrimary;
-    const node = primary || inTransaction ? this.primaryId : this.balanceNode(s);
-    const reason = this.pinned ? 'pinned_session' : inTransaction ? 'transaction' : primary ? this.planCategory : 'load_balance';
+    // A READ ONLY transaction can write nothing, wherever it runs: it goes where a read would
+    // (unless disable_load_balance_on_write = always keeps this session's reads on the primary).
+    const readOnly =
+      this.planReadOnly &&
+      !this.planSerializable &&
+      mode === Mode.Exclusive &&
+      s.readOnlyTransactions &&
+      !(this.wrote && s.disableLbOnWrite === 'always');
+    const node =
+      this.held !== null ? this.held.conn.node.id : readOnly ? this.balanceNode(s) : primary || inTransaction ? this.primaryId : this.balanceNode(s);
+    const reason = this.pinned ? 'pinned_session' : readOnly ? 'load_balance' : inTransaction ? 'transaction' : primary ? this.planCategory : 'load_balance';
     for (const k of kinds) {
       this.host.stats.statement(node, k);
       this.host.stats.routed(node, reason);
     }
-    return { node, mode, balanced: !primary && !inTransaction && s.loadBalance };
+    return { node, mode, balanced: readOnly || (!primary && !inTransaction && s.loadBalance), readOnly: readOnly && node !== this.primaryId };
   }
 
   /** A replica a read may go to (up, weight above 0, within the lag thresholds), by weight. */
@@ -696,7 +815,9 @@ export class TransactionDispatcher implements LaneClient {
     else if (c.parts !== undefined)
       for (const p of c.parts) if (p.setting !== undefined && p.setting.reset) (this.planChanges ??= []).push({ setting: p.setting, sql: '' });
     if (s.disableLbOnWrite === 'always' && !this.wrote && writesForReads(c, s, this.catalog)) this.planWrites = true;
-    // Inside a transaction everything runs on the primary: no balancing rule to ask.
+    if (this.held === null && this.planKinds.length === 1 && c.readOnly && (c.tx === 'begin' || this.beginPending)) this.planReadOnly = true;
+    if (c.reason.endsWith('SERIALIZABLE')) this.planSerializable = true;
+    // Inside a transaction everything runs where it began: no balancing rule to ask.
     if (this.held !== null || this.beginPending) return;
     if (c.target !== 'either') {
       this.planPrimary = true;
@@ -750,6 +871,7 @@ export class TransactionDispatcher implements LaneClient {
 
   /** Writes a request to `lane`, renaming the client's prepared statements to the lane's. */
   private send(lane: Lane, r: Request, continuing: boolean, plan?: Plan): boolean {
+    if (plan?.mode === Mode.Pin && this.heldOnStandby && !continuing && (r.end === 'query' || r.end === 'sync')) return this.refuseOnStandby(lane, r);
     if (plan?.mode === Mode.Pin && !this.pinned) {
       this.pinned = true;
       this.held = lane;
@@ -762,6 +884,7 @@ export class TransactionDispatcher implements LaneClient {
     if (this.beginPending && !continuing) {
       this.beginPending = false;
       this.beginText = null;
+      this.beginReadOnly = false;
       opens = r.end === 'query' || r.end === 'call' ? 'begin+sync' : 'begin';
       this.host.stats.statement(lane.conn.node.id, 'other');
     }
@@ -893,6 +1016,26 @@ export class TransactionDispatcher implements LaneClient {
     return true;
   }
 
+  /**
+   * A request that would leave session state behind (SQL PREPARE, a SET, a session advisory lock,
+   * a cursor WITH HOLD...) in a READ ONLY transaction that runs on a standby: the session could
+   * then never leave that standby, nor write. The standby fails the transaction instead with
+   * pgrouter's error (a DO block that raises it), so the client and the server agree on its state.
+   */
+  private refuseOnStandby(lane: Lane, r: Request): boolean {
+    const named = r.named!;
+    for (let i = 0; i < r.frames.length; i++) {
+      const n = named[i];
+      // The server never sees these Parses: the names stay free, as after any failed Parse.
+      if (n && r.frames[i]![0] === Frontend.Parse && n.span.name !== '') this.statements.delete(n.span.name);
+    }
+    this.inFlight++;
+    this.sentCount++;
+    this.lane = lane;
+    lane.request(this, [STANDBY_STATE_REFUSAL], 0, null, null, null, true);
+    return true;
+  }
+
   /** Applies SET and RESET statements to a settings map, in order. */
   private applyChanges(to: Map<string, string>, changes: readonly SettingChange[]): void {
     for (const { setting, sql } of changes) {
@@ -981,6 +1124,7 @@ export class TransactionDispatcher implements LaneClient {
     const group = this.heldGroup;
     this.held = null;
     this.heldGroup = null;
+    this.heldOnStandby = false;
     if (lane && group) {
       if (lane.inFlight > 0) {
         // Replies still due on it: it cannot be reset cleanly.

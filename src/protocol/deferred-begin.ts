@@ -51,6 +51,9 @@ const NO_DATA = Buffer.from([0x6e, 0, 0, 0, 4]);
 /** Bytes a BEGIN or START TRANSACTION text may start with (a letter of either case, or white space). */
 const BEGIN_START = new Uint8Array(256);
 for (const ch of 'bBsS \t\r\n') BEGIN_START[ch.charCodeAt(0)] = 1;
+/** Bytes a COMMIT, END, ROLLBACK or ABORT text may start with. */
+const END_START = new Uint8Array(256);
+for (const ch of 'cCeErRaA \t\r\n') END_START[ch.charCodeAt(0)] = 1;
 
 /** A frame as the dispatchers hold it: the message is `buf[start, end)`. */
 type FrameView = readonly [Buffer, number, number];
@@ -63,10 +66,19 @@ type FrameView = readonly [Buffer, number, number];
  * those messages, or undefined for anything else.
  */
 export function leadingBegin(frames: readonly FrameView[]): { count: number; sql: string; replies: Buffer } | undefined {
+  return leadingStatement(frames, BEGIN_START);
+}
+
+/** The same for a COMMIT, END, ROLLBACK or ABORT sent that way (pgJDBC's commit() and rollback()). */
+export function leadingEnd(frames: readonly FrameView[]): { count: number; sql: string; replies: Buffer } | undefined {
+  return leadingStatement(frames, END_START);
+}
+
+function leadingStatement(frames: readonly FrameView[], starts: Uint8Array): { count: number; sql: string; replies: Buffer } | undefined {
   if (frames.length < 3) return undefined;
   const [pb, ps, pe] = frames[0]!;
   // Parse: '' \0 query \0 Int16 0 (no parameter types).
-  if (pb[ps] !== Frontend.Parse || pb[ps + 5] !== 0 || !BEGIN_START[pb[ps + 6]!]) return undefined;
+  if (pb[ps] !== Frontend.Parse || pb[ps + 5] !== 0 || !starts[pb[ps + 6]!]) return undefined;
   const qEnd = pb.indexOf(0, ps + 6);
   if (qEnd < 0 || qEnd + 3 !== pe || pb[qEnd + 1] !== 0 || pb[qEnd + 2] !== 0) return undefined;
   // Bind: '' \0 '' \0, parameter format codes, no parameters, result format codes (libpq sends one).

@@ -63,16 +63,19 @@ interface TreeFacts {
   locking: boolean;
   into: boolean;
   dml: boolean;
+  /** set_config calls whose third argument is the constant true (is_local: the setting ends with the transaction). */
+  localConfig: number;
 }
 
 function facts(root: unknown): TreeFacts {
   let tree: unknown = root;
-  const f: TreeFacts = { functions: [], relations: [], writes: [], locking: false, into: false, dml: false };
+  const f: TreeFacts = { functions: [], relations: [], writes: [], locking: false, into: false, dml: false, localConfig: 0 };
   tree = { root };
   walk(tree, (key, v) => {
     if (key === 'FuncCall') {
       const parts = ((v['funcname'] as unknown[]) ?? []).map(str).filter(Boolean);
       if (parts.length > 0) f.functions.push(parts.join('.'));
+      if (isLocalSetConfig(parts, v['args'])) f.localConfig++;
     } else if (key === 'RangeVar') {
       const rel = String(v['relname'] ?? '');
       const schema = v['schemaname'];
@@ -93,6 +96,13 @@ function facts(root: unknown): TreeFacts {
   return f;
 }
 
+/** `set_config(name, value, true)` (or `pg_catalog.set_config`): a setting for the current transaction only. */
+function isLocalSetConfig(name: string[], args: unknown): boolean {
+  if (name[name.length - 1] !== 'set_config' || (name.length === 2 && name[0] !== 'pg_catalog') || name.length > 2) return false;
+  const third = (args as Node[] | undefined)?.[2]?.['A_Const'] as Node | undefined;
+  return (third?.['boolval'] as { boolval?: boolean } | undefined)?.boolval === true;
+}
+
 function constText(n: unknown): string {
   const c = (n as { A_Const?: Node })?.A_Const;
   if (!c) return '';
@@ -107,6 +117,9 @@ function constText(n: unknown): string {
   return '';
 }
 
+/** DeclareCursorStmt.options bit of WITH HOLD (PostgreSQL's CURSOR_OPT_HOLD). */
+const CURSOR_OPT_HOLD = 0x20;
+
 const FALSE_SPELLINGS = /^(off|false|f|no|n|0|of|fa|fal|fals)$/i;
 
 /** The DefElem options of SET TRANSACTION / BEGIN that force the primary. */
@@ -118,6 +131,19 @@ function writesOrSerializable(options: unknown): boolean {
     const val = constText(d['arg']);
     if (name === 'transaction_read_only' && FALSE_SPELLINGS.test(val)) return true;
     if (name === 'transaction_isolation' && val.toLowerCase() === 'serializable') return true;
+  }
+  return false;
+}
+
+/**
+ * The DefElem options of BEGIN / SET TRANSACTION make the transaction READ ONLY, at an isolation
+ * level a standby offers (it has no SERIALIZABLE): such a transaction can run on a replica.
+ */
+function readOnlyOptions(options: unknown): boolean {
+  if (writesOrSerializable(options)) return false;
+  for (const o of (options as Node[]) ?? []) {
+    const d = o['DefElem'] as Node | undefined;
+    if (d?.['defname'] === 'transaction_read_only' && !FALSE_SPELLINGS.test(constText(d['arg']))) return true;
   }
   return false;
 }
@@ -138,7 +164,7 @@ function classifyStatement(stmt: Node): Classification {
   switch (type) {
     case 'SelectStmt': {
       const x = f();
-      const extra = { functions: x.functions, relations: x.relations };
+      const extra = { functions: x.functions, relations: x.relations, localSetConfig: x.localConfig };
       if (x.into) {
         const temp = (body['intoClause'] as Node | undefined)?.['rel'] as Node | undefined;
         return classification('primary', 'SELECT INTO', 'ddl', {
@@ -188,6 +214,8 @@ function classifyStatement(stmt: Node): Classification {
       const kind = body['kind'];
       if (kind === 'VAR_SET_MULTI' && writesOrSerializable(body['args']))
         return classification('primary', 'SET TRANSACTION READ WRITE/SERIALIZABLE', 'other', { writes: [] });
+      if (kind === 'VAR_SET_MULTI' && name === 'TRANSACTION' && readOnlyOptions(body['args']))
+        return classification('all', 'SET TRANSACTION READ ONLY', 'other', { readOnly: true });
       if (name === 'transaction_read_only' && FALSE_SPELLINGS.test(constText((body['args'] as unknown[])?.[0])))
         return classification('primary', 'SET transaction_read_only to false', 'other', { writes: [] });
       if (
@@ -206,7 +234,12 @@ function classifyStatement(stmt: Node): Classification {
       const k = String(body['kind']);
       if (k === 'TRANS_STMT_BEGIN' || k === 'TRANS_STMT_START') {
         const pins = writesOrSerializable(body['options']);
-        return classification('all', pins ? 'BEGIN READ WRITE/SERIALIZABLE' : 'BEGIN', 'other', { tx: 'begin', pinsTransaction: pins });
+        const readOnly = !pins && readOnlyOptions(body['options']);
+        return classification('all', pins ? 'BEGIN READ WRITE/SERIALIZABLE' : 'BEGIN', 'other', {
+          tx: 'begin',
+          pinsTransaction: pins,
+          readOnly,
+        });
       }
       if (k === 'TRANS_STMT_PREPARE' || k === 'TRANS_STMT_COMMIT_PREPARED' || k === 'TRANS_STMT_ROLLBACK_PREPARED')
         return classification('primary', 'two-phase commit', 'other', { tx: 'end' });
@@ -267,12 +300,16 @@ function classifyStatement(stmt: Node): Classification {
       );
       return classification('primary', 'DROP', 'ddl', { drops: names.filter(Boolean) });
     }
+    case 'DeclareCursorStmt':
+      // A cursor WITH HOLD outlives its transaction (transaction pooling pins the session for it).
+      return classification('primary', (Number(body['options']) & CURSOR_OPT_HOLD) !== 0 ? 'DECLARECURSOR WITH HOLD' : 'DECLARECURSOR', 'other', {
+        writes: [],
+      });
     case 'CheckPointStmt':
     case 'ListenStmt':
     case 'UnlistenStmt':
     case 'NotifyStmt':
     case 'LoadStmt':
-    case 'DeclareCursorStmt':
     case 'FetchStmt':
     case 'ClosePortalStmt':
       // Primary only, but they change no table.

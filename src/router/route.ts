@@ -33,6 +33,8 @@ export interface RouteSettings {
   /** relcache_query_target: where catalog lookups run. */
   readonly relcacheQueryTarget: 'primary' | 'load_balance_node';
   readonly statementLevel: boolean;
+  /** transaction_read_only_load_balance: transaction pooling runs a READ ONLY transaction where a read would go. */
+  readonly readOnlyTransactions: boolean;
   /** delay_threshold in bytes (0: off); ignored when delayThresholdMs > 0, as in Pgpool-II. */
   readonly delayThresholdBytes: number;
   /** delay_threshold_by_time in milliseconds (0: off). */

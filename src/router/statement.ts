@@ -19,8 +19,15 @@ export interface Classification {
   readonly tx: TxControl;
   /** A BEGIN whose options (READ WRITE, SERIALIZABLE) pin the whole transaction to the primary. */
   readonly pinsTransaction: boolean;
+  /**
+   * A BEGIN (or SET TRANSACTION) that makes its transaction READ ONLY, not SERIALIZABLE: nothing
+   * in it can write, and a standby can run it.
+   */
+  readonly readOnly: boolean;
   /** Function names called, lower-cased, schema-qualified as written (`public.f`) and bare. */
   readonly functions: readonly string[];
+  /** How many of the calls in `functions` are `set_config(..., true)`, whose setting ends with the transaction. */
+  readonly localSetConfig: number;
   /** Relations read, `schema.name` or `name` as written. */
   readonly relations: readonly string[];
   /**
@@ -82,7 +89,9 @@ export function classification(
     kind,
     tx: extra.tx ?? 'none',
     pinsTransaction: extra.pinsTransaction ?? false,
+    readOnly: extra.readOnly ?? false,
     functions: extra.functions ?? NONE,
+    localSetConfig: extra.localSetConfig ?? 0,
     relations: extra.relations ?? NONE,
     writes: extra.writes !== undefined ? extra.writes : target === 'primary' ? null : NONE,
     createsTemp: extra.createsTemp ?? NONE,

@@ -17,7 +17,7 @@ driverTests({
   run: (c, t) => runSteps('java', ['-cp', JAR, SCRIPT, t.host, String(t.port), c.users.scram.name, c.users.scram.password, c.database, TABLE]),
   standbyValue: (onStandby) => (onStandby ? 'on' : 'off'),
   checkDirect: (direct) => {
-    assert.equal(direct.length, 24, JSON.stringify(direct, null, 1));
+    assert.equal(direct.length, 25, JSON.stringify(direct, null, 1));
     assert.deepEqual(
       direct.filter((l) => !l.ok).map((l) => [l.step, l.sqlstate]),
       [['an error', '42P01'], ['cancel a running query', '57014'], ['a query timeout', '57014']],

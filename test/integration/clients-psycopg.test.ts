@@ -18,7 +18,7 @@ driverTests({
   run: (c, t) => runSteps(PYTHON, [SCRIPT, t.host, String(t.port), c.users.md5.name, c.users.md5.password, c.database, TABLE]),
   standbyValue: (onStandby) => [onStandby ? 'on' : 'off'],
   checkDirect: (direct) => {
-    assert.equal(direct.length, 25, JSON.stringify(direct, null, 1));
+    assert.equal(direct.length, 26, JSON.stringify(direct, null, 1));
     assert.deepEqual(direct.filter((l) => !l.ok).map((l) => [l.step, l.sqlstate]), [['an error', '42P01']]);
     const value = (step: string): unknown => direct.find((l) => l.step === step)?.value;
     assert.deepEqual(value('cancel a running query'), '57014');

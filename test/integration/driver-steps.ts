@@ -78,11 +78,13 @@ export function driverTargets(c: Cluster, proxies: readonly ProxyHandle[]): Driv
 export const STANDBY_STEP = 'reads before any write: a standby?';
 /** The step that tells where a read in a transaction (the driver's own BEGIN) before any write ran. */
 export const TX_STANDBY_STEP = 'reads in a transaction before any write: a standby?';
+/** The step that tells where a READ ONLY transaction (the driver's read-only mode) ran: where reads go, in both pool modes. */
+export const RO_TX_STANDBY_STEP = 'a READ ONLY transaction: a standby?';
 
 /**
  * Registers a driver's tests: its steps run directly on the primary (`checkDirect` looks at
  * those), then through each pgrouter of {@link startDriverProxies}, where every step must give
- * the direct run's result, but the reads of STANDBY_STEP and TX_STANDBY_STEP, whose values
+ * the direct run's result, but the reads of STANDBY_STEP, TX_STANDBY_STEP and RO_TX_STANDBY_STEP, whose values
  * `standbyValue` gives for a standby or not.
  */
 export function driverTests(o: {
@@ -109,7 +111,7 @@ export function driverTests(o: {
     test(`through pgrouter, ${name}: the same results as directly`, async () => {
       const t = targets[k + 1]!;
       const want = comparable(direct).map((l) =>
-        l.step === STANDBY_STEP
+        l.step === STANDBY_STEP || l.step === RO_TX_STANDBY_STEP
           ? { ...l, value: o.standbyValue(t.readsFromStandby) }
           : l.step === TX_STANDBY_STEP
             ? { ...l, value: o.standbyValue(t.txReadsFromStandby) }

@@ -15,6 +15,7 @@ import pg from 'pg';
 import { serialize } from 'pg-protocol';
 import postgres from 'postgres';
 import { sql, waitForReplication } from '../../rig/cluster.ts';
+import { freePort } from '../../rig/system.ts';
 import type { Cluster, RigNode } from '../../rig/cluster.ts';
 import { getCluster } from '../harness/cluster.ts';
 import { startProxy, type ProxyHandle } from '../harness/proxy.ts';
@@ -401,6 +402,182 @@ describe('routing and sharing', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
+describe('READ ONLY transactions (transaction_read_only_load_balance)', () => {
+  /** Where a transaction ran: its server's port, and whether that server is a standby. */
+  const WHERE = 'SELECT inet_server_port() AS port, pg_is_in_recovery() AS standby, pg_backend_pid() AS pid';
+  type Where = { port: number; standby: boolean; pid: number };
+
+  test('BEGIN READ ONLY, START TRANSACTION ... READ ONLY and BEGIN; SET TRANSACTION READ ONLY run on the load-balance replica, each statement on one backend; other transactions on the primary', async () => {
+    const cl = await connect(txr);
+    try {
+      const shapes: Array<{ begin: string[]; standby: boolean }> = [
+        { begin: ['BEGIN READ ONLY'], standby: true },
+        { begin: ['START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY'], standby: true },
+        { begin: ['BEGIN', 'SET TRANSACTION READ ONLY'], standby: true },
+        { begin: ['BEGIN'], standby: false },
+        { begin: ['BEGIN READ WRITE'], standby: false },
+        // A standby has no SERIALIZABLE: such a transaction stays on the primary.
+        { begin: ['BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY'], standby: false },
+        { begin: ['BEGIN READ ONLY', 'SET TRANSACTION ISOLATION LEVEL SERIALIZABLE'], standby: false },
+      ];
+      for (const { begin, standby } of shapes) {
+        for (const b of begin) await cl.query(b);
+        const first = await row<Where>(cl, WHERE);
+        const second = await row<Where>(cl, WHERE);
+        const ro = await row<{ ro: string }>(cl, "SELECT current_setting('transaction_read_only') AS ro");
+        await cl.query('COMMIT');
+        const what = begin.join('; ');
+        assert.equal(first.standby, standby, `${what}: ran on ${first.port}`);
+        assert.equal(first.port, standby ? c.replica.port : c.primary.port, what);
+        assert.equal(second.pid, first.pid, `${what}: both statements on one backend`);
+        if (standby) assert.equal(ro.ro, 'on', what);
+      }
+      const w = await row<{ port: number }>(cl, `INSERT INTO ${T.pin} VALUES (2) RETURNING inet_server_port() AS port`);
+      assert.equal(w.port, c.primary.port, 'a write after them goes to the primary');
+    } finally {
+      await close(cl);
+    }
+  });
+
+  test('the extended protocol (a prepared BEGIN READ ONLY) and transaction_defer_begin = off: on the replica too', async () => {
+    const off = await startProxy(c, { conf: { ...BASE, backend_weight0: 0, backend_weight1: 1, transaction_defer_begin: 'off' } });
+    const a = await connect(txr);
+    const b = await connect(off);
+    try {
+      for (const [name, cl] of [['deferred', a], ['not deferred', b]] as const) {
+        await cl.query({ name: 'ro_begin', text: 'BEGIN READ ONLY' });
+        const r = await row<Where>(cl, WHERE);
+        await cl.query({ name: 'ro_commit', text: 'COMMIT' });
+        assert.equal(r.port, c.replica.port, `${name}: ran on ${r.port}`);
+        await cl.query('BEGIN READ ONLY');
+        const q = await row<Where>(cl, WHERE);
+        await cl.query('COMMIT');
+        assert.equal(q.port, c.replica.port, `${name}, simple protocol: ran on ${q.port}`);
+      }
+    } finally {
+      await close(a, b);
+      await off.stop('SIGKILL');
+    }
+  });
+
+  test('a write in it fails as it would on the primary (25006); set_config(..., true) and a cursor without HOLD work there; the session writes afterwards', async () => {
+    const cl = await connect(txr);
+    try {
+      await cl.query('BEGIN READ ONLY');
+      await rejectsWith(cl.query(`INSERT INTO ${T.pin} VALUES (3)`), '25006');
+      await cl.query('ROLLBACK');
+      await cl.query('BEGIN READ ONLY');
+      const cfg = await row<{ v: string; port: number }>(cl, "SELECT set_config('application_name', 'txp_ro', true) AS v, inet_server_port() AS port");
+      assert.equal(cfg.v, 'txp_ro');
+      assert.equal(cfg.port, c.replica.port);
+      await cl.query('DECLARE txp_cur CURSOR FOR SELECT g FROM generate_series(1, 5) g');
+      const fetched = await cl.query<{ g: number }>('FETCH 3 FROM txp_cur');
+      assert.deepEqual(fetched.rows.map((x) => x.g), [1, 2, 3]);
+      assert.equal((await row<{ port: number }>(cl, 'SELECT inet_server_port() AS port')).port, c.replica.port, 'still on the replica');
+      await cl.query('COMMIT');
+      assert.notEqual((await row<{ v: string }>(cl, "SELECT current_setting('application_name') AS v")).v, 'txp_ro', 'the local setting ended with the transaction');
+      const w = await row<{ port: number }>(cl, `INSERT INTO ${T.pin} VALUES (4) RETURNING inet_server_port() AS port`);
+      assert.equal(w.port, c.primary.port);
+    } finally {
+      await close(cl);
+    }
+  });
+
+  test('a statement that would leave session state on the standby fails the transaction with 0A000, and the session is not stuck there', async () => {
+    const cl = await connect(txr);
+    try {
+      const pinning = [
+        'PREPARE txp_ro_p AS SELECT 1',
+        "SELECT set_config('application_name', 'txp_ro2', false)",
+        'SET statement_timeout = 12345',
+        'SELECT pg_advisory_lock(424242)',
+        'DECLARE txp_hold CURSOR WITH HOLD FOR SELECT 1',
+      ];
+      for (const stmt of pinning) {
+        await cl.query('BEGIN READ ONLY');
+        assert.equal((await row<{ port: number }>(cl, 'SELECT inet_server_port() AS port')).port, c.replica.port);
+        await assert.rejects(cl.query(stmt), (e: Error & { code?: string; hint?: string }) => {
+          assert.equal(e.code, '0A000', `${stmt}: ${e.code} ${e.message}`);
+          assert.match(e.message, /READ ONLY transaction on a standby/);
+          assert.match(e.hint ?? '', /transaction_read_only_load_balance/);
+          return true;
+        });
+        // As after any error in a transaction block: aborted until it ends.
+        await rejectsWith(cl.query('SELECT 1'), '25P02');
+        await cl.query('ROLLBACK');
+        const w = await row<{ port: number }>(cl, `INSERT INTO ${T.pin} VALUES (5) RETURNING inet_server_port() AS port`);
+        assert.equal(w.port, c.primary.port, `${stmt}: the session still writes on the primary`);
+      }
+      // Nothing of them was left anywhere: the name is free, the setting and the lock are not there.
+      await cl.query('PREPARE txp_ro_p AS SELECT 2 AS v');
+      assert.equal((await row<{ v: number }>(cl, 'EXECUTE txp_ro_p')).v, 2);
+      assert.equal((await direct(c.replica, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 424242")).trim(), '0');
+      assert.equal((await direct(c.replica, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'txp_ro2'")).trim(), '0');
+    } finally {
+      await close(cl);
+    }
+  });
+
+  test('the standby ends the transaction\'s backend: the session goes on (08006, then 25P02 until ROLLBACK; or 08006 at COMMIT), in both protocols', async () => {
+    const cl = await connect(txr);
+    const kill = async (pid: number): Promise<void> => {
+      await direct(c.replica, `SELECT pg_terminate_backend(${pid})`);
+      await sleep(300);
+    };
+    try {
+      // Told at the next statement, aborted until the client ends the transaction.
+      await cl.query('BEGIN READ ONLY');
+      const first = await row<Where>(cl, WHERE);
+      assert.equal(first.port, c.replica.port);
+      await kill(first.pid);
+      await assert.rejects(cl.query('SELECT 1'), (e: Error & { code?: string }) => {
+        assert.equal(e.code, '08006', e.message);
+        assert.match(e.message, /READ ONLY transaction/);
+        return true;
+      });
+      await rejectsWith(cl.query('SELECT 2'), '25P02');
+      await rejectsWith(cl.query({ text: 'SELECT $1::int', values: [3] }), '25P02');
+      const rb = await cl.query({ text: 'ROLLBACK', queryMode: 'extended' } as pg.QueryConfig);
+      assert.equal(rb.command, 'ROLLBACK');
+      const after = await row<{ port: number }>(cl, 'SELECT inet_server_port() AS port');
+      assert.equal(after.port, c.replica.port, 'later reads still go to the replica');
+      // Never told before its COMMIT: the COMMIT fails, and the transaction is over.
+      await cl.query('BEGIN READ ONLY');
+      const second = await row<Where>(cl, WHERE);
+      await kill(second.pid);
+      await rejectsWith(cl.query('COMMIT'), '08006');
+      assert.equal((await row<{ v: number }>(cl, 'SELECT 7 AS v')).v, 7, 'the session is out of the transaction');
+      const w = await row<{ port: number }>(cl, `INSERT INTO ${T.pin} VALUES (6) RETURNING inet_server_port() AS port`);
+      assert.equal(w.port, c.primary.port);
+    } finally {
+      await close(cl);
+    }
+  });
+
+  test('transaction_read_only_load_balance = off, and a replica that cannot be reached: the transaction runs on the primary, without an error', async () => {
+    const off = await startProxy(c, { conf: { ...BASE, backend_weight0: 0, backend_weight1: 1, transaction_read_only_load_balance: 'off' } });
+    const dead = await startProxy(c, { conf: { ...BASE, backend_weight0: 0, backend_weight1: 1, backend_port1: await freePort() } });
+    const a = await connect(off);
+    const b = await connect(dead);
+    try {
+      for (const [name, cl] of [['off', a], ['replica unreachable', b]] as const) {
+        await cl.query('BEGIN READ ONLY');
+        const r = await row<Where>(cl, WHERE);
+        await cl.query('COMMIT');
+        assert.equal(r.port, c.primary.port, `${name}: ran on ${r.port}`);
+      }
+      // (The first read of a function pgrouter has not looked up yet goes to the primary.)
+      const reads: number[] = [];
+      for (let i = 0; i < 3; i++) reads.push((await row<{ port: number }>(a, 'SELECT inet_server_port() AS port')).port);
+      assert.equal(reads[2], c.replica.port, `off: an autocommit read is still balanced (${reads.join(', ')})`);
+    } finally {
+      await close(a, b);
+      await off.stop('SIGKILL');
+      await dead.stop('SIGKILL');
+    }
+  });
+});
+
 describe('Terminate', () => {
   test('a read, a write and Terminate in one write: both are answered in order, then the connection closes cleanly', async () => {
     // txr balances every read to the replica, so the INSERT waits for the read's lane to finish.

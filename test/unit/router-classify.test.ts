@@ -190,6 +190,34 @@ test('the fast path agrees with the full parse wherever it answers', () => {
   assert.equal(classifyFast('select a from t where b = 1 for update'), undefined);
 });
 
+test('what transaction pooling needs to run a READ ONLY transaction on a standby: read-only BEGINs, local set_config calls, cursors WITH HOLD', () => {
+  const readOnly: Array<[string, boolean]> = [
+    ['BEGIN READ ONLY', true],
+    ['START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY', true],
+    ['begin transaction read only, isolation level read committed', true],
+    ['SET TRANSACTION READ ONLY', true],
+    ['BEGIN', false],
+    ['BEGIN READ WRITE', false],
+    ['BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY', false],
+    ['SET TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY', false],
+    ['SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY', false],
+    ['SELECT 1', false],
+  ];
+  for (const [sql, want] of readOnly) assert.equal(classify(sql).readOnly, want, sql);
+  const local: Array<[string, number]> = [
+    ["SELECT set_config('a', $1, true)", 1],
+    ["SELECT pg_catalog.set_config('a', 'b', true), set_config('c', 'd', true)", 2],
+    ["SELECT set_config('a', 'b', false)", 0],
+    ["SELECT set_config('a', 'b', $1)", 0],
+    ["SELECT myschema.set_config('a', 'b', true)", 0],
+    ["SELECT set_config('a', 'b', true), set_config('c', 'd', false)", 1],
+  ];
+  for (const [sql, want] of local) assert.equal(classify(sql).localSetConfig, want, sql);
+  assert.equal(classify('DECLARE c CURSOR WITH HOLD FOR SELECT 1').reason, 'DECLARECURSOR WITH HOLD');
+  assert.equal(classify('DECLARE c NO SCROLL CURSOR FOR SELECT 1').reason, 'DECLARECURSOR');
+  assert.equal(classify('LISTEN ch').reason, 'LISTEN');
+});
+
 test('every classification has the same fields in the same order (one hidden class for the router to read)', () => {
   const shape = Object.keys(classify('SELECT 1')).join(',');
   const texts = [

@@ -35,6 +35,7 @@ function settings(o: Partial<RouteSettings> = {}): RouteSettings {
     relcacheExpire: 0,
     relcacheQueryTarget: 'primary',
     statementLevel: false,
+    readOnlyTransactions: true,
     delayThresholdBytes: 0,
     delayThresholdMs: 0,
     preferLowerDelayStandby: false,

@@ -62,6 +62,17 @@ public class JdbcSteps {
         return r;
       });
     }
+    try (Connection t = DriverManager.getConnection(url, props)) {
+      // Spring's @Transactional(readOnly = true): pgJDBC opens the transaction with BEGIN READ ONLY,
+      // where transaction_read_only is on everywhere; in_hot_standby tells the nodes apart.
+      t.setAutoCommit(false);
+      t.setReadOnly(true);
+      step("a READ ONLY transaction: a standby?", () -> {
+        String r = first(t, "select current_setting('in_hot_standby')");
+        t.commit();
+        return r;
+      });
+    }
     try (Connection c = DriverManager.getConnection(url, props)) {
       // transaction_read_only is on on a standby; pg_is_in_recovery() is volatile, so pgrouter (as
       // Pgpool-II) would send it to the primary.

@@ -41,6 +41,12 @@ with psycopg.connect(dsn) as t:
     # psycopg's default (no autocommit): the read runs in the transaction its BEGIN opened.
     step("reads in a transaction before any write: a standby?", lambda: one(t, "select current_setting('transaction_read_only')"))
 
+with psycopg.connect(dsn) as t:
+    # read_only: psycopg opens its transactions with BEGIN READ ONLY, where transaction_read_only
+    # is on everywhere; in_hot_standby tells the nodes apart.
+    t.read_only = True
+    step("a READ ONLY transaction: a standby?", lambda: one(t, "select current_setting('in_hot_standby')"))
+
 with psycopg.connect(dsn, autocommit=True) as c:
     # transaction_read_only is on on a standby; pg_is_in_recovery() would not do: it is volatile,
     # and pgrouter, like Pgpool-II, sends a volatile function to the primary.
