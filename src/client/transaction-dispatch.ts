@@ -816,7 +816,7 @@ export class TransactionDispatcher implements LaneClient {
       for (const p of c.parts) if (p.setting !== undefined && p.setting.reset) (this.planChanges ??= []).push({ setting: p.setting, sql: '' });
     if (s.disableLbOnWrite === 'always' && !this.wrote && writesForReads(c, s, this.catalog)) this.planWrites = true;
     if (this.held === null && this.planKinds.length === 1 && c.readOnly && (c.tx === 'begin' || this.beginPending)) this.planReadOnly = true;
-    if (c.reason.endsWith('SERIALIZABLE')) this.planSerializable = true;
+    if (this.planReadOnly && c.reason.endsWith('SERIALIZABLE')) this.planSerializable = true;
     // Inside a transaction everything runs where it began: no balancing rule to ask.
     if (this.held !== null || this.beginPending) return;
     if (c.target !== 'either') {
