@@ -131,9 +131,12 @@ const SET_CONFIG = /(?:^|\.)set_config$/;
 // cursor without HOLD ends with its transaction, which holds its lane anyway.
 const SESSION_REASONS = new Set(['LISTEN', 'LOAD', 'DECLARECURSOR WITH HOLD', 'SET isolation SERIALIZABLE', 'SET transaction_read_only to false']);
 const SET_LOCAL = /^\s*set\s+local\b/i;
+/** The reason of `SET transaction_read_only = off` (see parse-tree.ts). */
+const READ_WRITE_AGAIN = 'SET transaction_read_only to false';
 const DISCARD_ALL = /^\s*discard\s+all\s*;?\s*$/i;
 const DISCARD_ALL_REPLY = Buffer.concat([w.commandComplete('DISCARD ALL'), w.readyForQuery(TxStatus.Idle)]);
-const SET_TRANSACTION = /^\s*set\s+transaction\b/i;
+/** SET TRANSACTION, or SET of a parameter that lasts only for the current transaction (transaction_read_only...). */
+const SET_TRANSACTION = /^\s*set\s+(?:transaction\b|(?:session\s+|local\s+)?transaction_(?:read_only|isolation|deferrable)\b)/i;
 const TEMP_WORD = /\btemp(orary)?\b/i;
 /** A name no statement ever has: Close of a client's statement goes there (CloseComplete, nothing closed). */
 const NO_STATEMENT = 'pgrouter_closed';
@@ -712,9 +715,13 @@ export class TransactionDispatcher implements LaneClient {
   private planWrites = false;
   /** The session has written (kept only for disable_load_balance_on_write = always). */
   private wrote = false;
-  /** The request opens a READ ONLY transaction (its first statement says so, or the deferred BEGIN did); SERIALIZABLE: it cannot run on a standby. */
+  /**
+   * The request opens a READ ONLY transaction (its first statement says so, or the deferred
+   * BEGIN did); `planReadWrite`: a statement of it makes the transaction SERIALIZABLE, or READ
+   * WRITE again, which a standby cannot run.
+   */
   private planReadOnly = false;
-  private planSerializable = false;
+  private planReadWrite = false;
 
   /** Where a request goes and how it may share its lane; also records the client's statements. */
   private plan(r: Request): Plan {
@@ -723,7 +730,7 @@ export class TransactionDispatcher implements LaneClient {
     this.planPrimary = r.end !== 'sync' && r.end !== 'query';
     this.planCategory = 'write';
     this.planReadOnly = this.held === null && this.beginPending && this.beginReadOnly;
-    this.planSerializable = false;
+    this.planReadWrite = false;
     const kinds = this.planKinds;
     kinds.length = 0;
     // Built by push (a packed array; Array.prototype.fill is a slow builtin on this path).
@@ -784,7 +791,7 @@ export class TransactionDispatcher implements LaneClient {
     // (unless disable_load_balance_on_write = always keeps this session's reads on the primary).
     const readOnly =
       this.planReadOnly &&
-      !this.planSerializable &&
+      !this.planReadWrite &&
       mode === Mode.Exclusive &&
       s.readOnlyTransactions &&
       !(this.wrote && s.disableLbOnWrite === 'always');
@@ -816,7 +823,7 @@ export class TransactionDispatcher implements LaneClient {
       for (const p of c.parts) if (p.setting !== undefined && p.setting.reset) (this.planChanges ??= []).push({ setting: p.setting, sql: '' });
     if (s.disableLbOnWrite === 'always' && !this.wrote && writesForReads(c, s, this.catalog)) this.planWrites = true;
     if (this.held === null && this.planKinds.length === 1 && c.readOnly && (c.tx === 'begin' || this.beginPending)) this.planReadOnly = true;
-    if (this.planReadOnly && c.reason.endsWith('SERIALIZABLE')) this.planSerializable = true;
+    if (this.planReadOnly && (c.reason.endsWith('SERIALIZABLE') || c.reason === READ_WRITE_AGAIN)) this.planReadWrite = true;
     // Inside a transaction everything runs where it began: no balancing rule to ask.
     if (this.held !== null || this.beginPending) return;
     if (c.target !== 'either') {

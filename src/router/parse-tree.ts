@@ -218,6 +218,7 @@ function classifyStatement(stmt: Node): Classification {
         return classification('all', 'SET TRANSACTION READ ONLY', 'other', { readOnly: true });
       if (name === 'transaction_read_only' && FALSE_SPELLINGS.test(constText((body['args'] as unknown[])?.[0])))
         return classification('primary', 'SET transaction_read_only to false', 'other', { writes: [] });
+      if (name === 'transaction_read_only' && kind === 'VAR_SET_VALUE') return classification('all', 'SET', 'other', { readOnly: true });
       if (
         (name === 'transaction_isolation' || name === 'default_transaction_isolation') &&
         constText((body['args'] as unknown[])?.[0]).toLowerCase() === 'serializable'

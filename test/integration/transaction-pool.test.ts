@@ -414,6 +414,7 @@ describe('READ ONLY transactions (transaction_read_only_load_balance)', () => {
         { begin: ['BEGIN READ ONLY'], standby: true },
         { begin: ['START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY'], standby: true },
         { begin: ['BEGIN', 'SET TRANSACTION READ ONLY'], standby: true },
+        { begin: ['BEGIN', 'SET transaction_read_only = on'], standby: true },
         { begin: ['BEGIN'], standby: false },
         { begin: ['BEGIN READ WRITE'], standby: false },
         // A standby has no SERIALIZABLE: such a transaction stays on the primary.
@@ -434,6 +435,12 @@ describe('READ ONLY transactions (transaction_read_only_load_balance)', () => {
       }
       const w = await row<{ port: number }>(cl, `INSERT INTO ${T.pin} VALUES (2) RETURNING inet_server_port() AS port`);
       assert.equal(w.port, c.primary.port, 'a write after them goes to the primary');
+      // READ WRITE again before its first statement: a transaction that may write, on the primary.
+      await cl.query('BEGIN READ ONLY');
+      await cl.query('SET transaction_read_only = off');
+      const again = await row<{ port: number }>(cl, `INSERT INTO ${T.pin} VALUES (8) RETURNING inet_server_port() AS port`);
+      await cl.query('COMMIT');
+      assert.equal(again.port, c.primary.port);
     } finally {
       await close(cl);
     }

@@ -196,6 +196,8 @@ test('what transaction pooling needs to run a READ ONLY transaction on a standby
     ['START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY', true],
     ['begin transaction read only, isolation level read committed', true],
     ['SET TRANSACTION READ ONLY', true],
+    ['SET transaction_read_only = on', true],
+    ['SET transaction_read_only TO off', false],
     ['BEGIN', false],
     ['BEGIN READ WRITE', false],
     ['BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY', false],
