@@ -35,14 +35,28 @@ export const DEFERRED_BEGIN_REPLIES = 3;
  * is a COMMIT, ABORT a ROLLBACK) and ReadyForQuery, in a transaction after BEGIN, idle after the end.
  */
 export function transactionControlReply(word: 'begin' | 'start' | 'commit' | 'end' | 'rollback' | 'abort'): Buffer {
-  if (word === 'begin' || word === 'start') return Buffer.concat([beginComplete(word), readyForQuery(TxStatus.InTransaction)]);
-  return Buffer.concat([commandComplete(word === 'rollback' || word === 'abort' ? 'ROLLBACK' : 'COMMIT'), readyForQuery(TxStatus.Idle)]);
+  return CONTROL_REPLIES[word];
 }
 
 /** The CommandComplete of a BEGIN or START TRANSACTION. */
 export function beginComplete(word: 'begin' | 'start'): Buffer {
-  return commandComplete(word === 'start' ? 'START TRANSACTION' : 'BEGIN');
+  return word === 'start' ? START_COMPLETE : BEGIN_COMPLETE;
 }
+
+// Built once: a deferred BEGIN is answered with one of these for every transaction (shared
+// buffers, never written to).
+const BEGIN_COMPLETE = commandComplete('BEGIN');
+const START_COMPLETE = commandComplete('START TRANSACTION');
+const COMMIT_REPLY = Buffer.concat([commandComplete('COMMIT'), readyForQuery(TxStatus.Idle)]);
+const ROLLBACK_REPLY = Buffer.concat([commandComplete('ROLLBACK'), readyForQuery(TxStatus.Idle)]);
+const CONTROL_REPLIES = {
+  begin: Buffer.concat([BEGIN_COMPLETE, readyForQuery(TxStatus.InTransaction)]),
+  start: Buffer.concat([START_COMPLETE, readyForQuery(TxStatus.InTransaction)]),
+  commit: COMMIT_REPLY,
+  end: COMMIT_REPLY,
+  rollback: ROLLBACK_REPLY,
+  abort: ROLLBACK_REPLY,
+} as const;
 
 /** BindComplete and NoData: with ParseComplete, the replies to an extended-protocol BEGIN's messages. */
 const BIND_COMPLETE = Buffer.from([0x32, 0, 0, 0, 4]);
