@@ -129,7 +129,15 @@ const SET_CONFIG = /(?:^|\.)set_config$/;
 /** Utility statements whose effect outlives the transaction. */
 // UNLISTEN does not pin, for the same reason as an unlock: only a pinned session listens. A
 // cursor without HOLD ends with its transaction, which holds its lane anyway.
-const SESSION_REASONS = new Set(['LISTEN', 'LOAD', 'DECLARECURSOR WITH HOLD', 'SET isolation SERIALIZABLE', 'SET transaction_read_only to false']);
+// SET SESSION CHARACTERISTICS changes the defaults of the session's later transactions.
+const SESSION_REASONS = new Set([
+  'LISTEN',
+  'LOAD',
+  'DECLARECURSOR WITH HOLD',
+  'SET isolation SERIALIZABLE',
+  'SET transaction_read_only to false',
+  'SET SESSION CHARACTERISTICS READ WRITE/SERIALIZABLE',
+]);
 const SET_LOCAL = /^\s*set\s+local\b/i;
 /** The reason of `SET transaction_read_only = off` (see parse-tree.ts). */
 const READ_WRITE_AGAIN = 'SET transaction_read_only to false';

@@ -212,6 +212,11 @@ function classifyStatement(stmt: Node): Classification {
     case 'VariableSetStmt': {
       const name = String(body['name'] ?? '');
       const kind = body['kind'];
+      // SET SESSION CHARACTERISTICS AS TRANSACTION ...: the session's defaults, which outlive any transaction.
+      if (kind === 'VAR_SET_MULTI' && name === 'SESSION CHARACTERISTICS')
+        return writesOrSerializable(body['args'])
+          ? classification('primary', 'SET SESSION CHARACTERISTICS READ WRITE/SERIALIZABLE', 'other', { writes: [] })
+          : classification('all', 'SET SESSION CHARACTERISTICS', 'other');
       if (kind === 'VAR_SET_MULTI' && writesOrSerializable(body['args']))
         return classification('primary', 'SET TRANSACTION READ WRITE/SERIALIZABLE', 'other', { writes: [] });
       if (kind === 'VAR_SET_MULTI' && name === 'TRANSACTION' && readOnlyOptions(body['args']))

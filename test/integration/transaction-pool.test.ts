@@ -968,6 +968,32 @@ describe('pinning on session state', () => {
     }
   });
 
+  test('SET SESSION CHARACTERISTICS (pgJDBC\'s setTransactionIsolation, any level, READ WRITE too) pins: the defaults are its client\'s only', async () => {
+    const forms = [
+      ['SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE', 'default_transaction_isolation', 'serializable'],
+      ['SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ', 'default_transaction_isolation', 'repeatable read'],
+      ['SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY', 'default_transaction_read_only', 'on'],
+    ] as const;
+    for (const [stmt, name, value] of forms) {
+      // One shared backend connection: whatever the statement leaves there, the other client would see.
+      const a = await connect(tx1);
+      const b = await connect(tx1);
+      try {
+        await a.query(stmt);
+        assert.equal((await row<{ v: string }>(a, `SELECT current_setting('${name}') AS v`)).v, value, stmt);
+        for (let i = 0; i < 3; i++) assert.notEqual((await row<{ v: string }>(b, `SELECT current_setting('${name}') AS v`)).v, value, `${stmt}: seen by another client`);
+      } finally {
+        await close(a, b);
+      }
+    }
+    const c2 = await connect(tx1);
+    try {
+      assert.equal((await row<{ v: string }>(c2, "SELECT current_setting('default_transaction_isolation') AS v")).v, 'read committed', 'left on the shared connection');
+    } finally {
+      await close(c2);
+    }
+  });
+
   test('LISTEN: notifications reach the listening client, and only it', async () => {
     const chan = `txp_chan_${process.pid}`;
     const l = await connect(tx);
