@@ -719,9 +719,12 @@ export class TransactionDispatcher implements LaneClient {
   private planCategory = 'write';
   private readonly planKinds: Array<Classification['kind']> = [];
   private planChanges: SettingChange[] | null = null;
-  /** The request being planned writes (kept only for disable_load_balance_on_write = always; see `wrote`). */
+  /** The request being planned writes (kept only for disable_load_balance_on_write = always or trans_transaction; see `wrote`). */
   private planWrites = false;
-  /** The session has written (kept only for disable_load_balance_on_write = always). */
+  /**
+   * The session has written: with disable_load_balance_on_write = always anywhere, with
+   * trans_transaction in a transaction (its later READ ONLY transactions then stay on the primary).
+   */
   private wrote = false;
   /**
    * The request opens a READ ONLY transaction (its first statement says so, or the deferred
@@ -796,13 +799,14 @@ export class TransactionDispatcher implements LaneClient {
     if (mode === Mode.Pin) this.planPrimary = true;
     const primary = this.planPrimary;
     // A READ ONLY transaction can write nothing, wherever it runs: it goes where a read would
-    // (unless disable_load_balance_on_write = always keeps this session's reads on the primary).
+    // (unless disable_load_balance_on_write = always, or trans_transaction after a write in a
+    // transaction, keeps this session's reads in transactions on the primary).
     const readOnly =
       this.planReadOnly &&
       !this.planReadWrite &&
       mode === Mode.Exclusive &&
       s.readOnlyTransactions &&
-      !(this.wrote && s.disableLbOnWrite === 'always');
+      !(this.wrote && (s.disableLbOnWrite === 'always' || s.disableLbOnWrite === 'trans_transaction'));
     const node =
       this.held !== null ? this.held.conn.node.id : readOnly ? this.balanceNode(s) : primary || inTransaction ? this.primaryId : this.balanceNode(s);
     const reason = this.pinned ? 'pinned_session' : readOnly ? 'load_balance' : inTransaction ? 'transaction' : primary ? this.planCategory : 'load_balance';
@@ -829,7 +833,13 @@ export class TransactionDispatcher implements LaneClient {
     if (c.setting !== undefined) (this.planChanges ??= []).push({ setting: c.setting, sql: settingText(sql) });
     else if (c.parts !== undefined)
       for (const p of c.parts) if (p.setting !== undefined && p.setting.reset) (this.planChanges ??= []).push({ setting: p.setting, sql: '' });
-    if (s.disableLbOnWrite === 'always' && !this.wrote && writesForReads(c, s, this.catalog)) this.planWrites = true;
+    if (
+      !this.wrote &&
+      (s.disableLbOnWrite === 'always' ||
+        (s.disableLbOnWrite === 'trans_transaction' && (this.held !== null || this.beginPending || this.planMode !== Mode.Pipeline))) &&
+      writesForReads(c, s, this.catalog)
+    )
+      this.planWrites = true;
     if (this.held === null && this.planKinds.length === 1 && c.readOnly && (c.tx === 'begin' || this.beginPending)) this.planReadOnly = true;
     if (this.planReadOnly && (c.reason.endsWith('SERIALIZABLE') || c.reason === READ_WRITE_AGAIN)) this.planReadWrite = true;
     // Inside a transaction everything runs where it began: no balancing rule to ask.

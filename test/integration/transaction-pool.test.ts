@@ -561,6 +561,38 @@ describe('READ ONLY transactions (transaction_read_only_load_balance)', () => {
     }
   });
 
+  test('disable_load_balance_on_write: trans_transaction after a write in a transaction, and always after any write, keep READ ONLY transactions on the primary', async () => {
+    const trans = await startProxy(c, { conf: { ...BASE, backend_weight0: 0, backend_weight1: 1, disable_load_balance_on_write: 'trans_transaction' } });
+    const always = await startProxy(c, { conf: { ...BASE, backend_weight0: 0, backend_weight1: 1, disable_load_balance_on_write: 'always' } });
+    const a = await connect(trans);
+    const b = await connect(always);
+    const roPort = async (cl: pg.Client): Promise<number> => {
+      await cl.query('BEGIN READ ONLY');
+      const r = await row<{ port: number }>(cl, 'SELECT inet_server_port() AS port');
+      await cl.query('COMMIT');
+      return r.port;
+    };
+    try {
+      // trans_transaction: an autocommit write does not count, one in a transaction does.
+      assert.equal(await roPort(a), c.replica.port, 'trans_transaction, before any write');
+      await a.query(`INSERT INTO ${T.pin} VALUES (9)`);
+      assert.equal(await roPort(a), c.replica.port, 'trans_transaction, after an autocommit write');
+      await a.query('BEGIN');
+      await a.query(`INSERT INTO ${T.pin} VALUES (10)`);
+      await a.query('COMMIT');
+      assert.equal(await roPort(a), c.primary.port, 'trans_transaction, after a write in a transaction');
+      assert.equal((await row<{ port: number }>(a, 'SELECT inet_server_port() AS port')).port, c.replica.port, 'its autocommit reads are still balanced');
+      // always: any write.
+      assert.equal(await roPort(b), c.replica.port, 'always, before any write');
+      await b.query(`INSERT INTO ${T.pin} VALUES (11)`);
+      assert.equal(await roPort(b), c.primary.port, 'always, after an autocommit write');
+    } finally {
+      await close(a, b);
+      await trans.stop('SIGKILL');
+      await always.stop('SIGKILL');
+    }
+  });
+
   test('transaction_read_only_load_balance = off, and a replica that cannot be reached: the transaction runs on the primary, without an error', async () => {
     const off = await startProxy(c, { conf: { ...BASE, backend_weight0: 0, backend_weight1: 1, transaction_read_only_load_balance: 'off' } });
     const dead = await startProxy(c, { conf: { ...BASE, backend_weight0: 0, backend_weight1: 1, backend_port1: await freePort() } });
