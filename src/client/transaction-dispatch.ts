@@ -149,11 +149,15 @@ const TEMP_WORD = /\btemp(orary)?\b/i;
 /** A name no statement ever has: Close of a client's statement goes there (CloseComplete, nothing closed). */
 const NO_STATEMENT = 'pgrouter_closed';
 /** What a standby running a READ ONLY transaction answers to a statement that would pin the session there (see refuseOnStandby). */
-const STANDBY_STATE_REFUSAL = w.query(
+const STANDBY_REFUSAL_SQL =
   'DO $pgrouter$BEGIN RAISE EXCEPTION USING ERRCODE = \'0A000\', ' +
-    "MESSAGE = 'pgrouter runs this READ ONLY transaction on a standby, where this statement would leave session state behind', " +
-    "HINT = 'Run it outside the READ ONLY transaction, or set transaction_read_only_load_balance = off to run READ ONLY transactions on the primary.'; END$pgrouter$",
-);
+  "MESSAGE = 'pgrouter runs this READ ONLY transaction on a standby, where this statement would leave session state behind', " +
+  "HINT = 'Run it outside the READ ONLY transaction, or set transaction_read_only_load_balance = off to run READ ONLY transactions on the primary.'; END$pgrouter$";
+const STANDBY_STATE_REFUSAL = w.query(STANDBY_REFUSAL_SQL);
+/** The same as an extended-protocol batch's first messages (the unnamed statement and portal). */
+const STANDBY_REFUSAL_PARSE = w.parse('', STANDBY_REFUSAL_SQL);
+const STANDBY_REFUSAL_BIND = w.bind('', '');
+const STANDBY_REFUSAL_EXECUTE = w.execute('');
 /** PostgreSQL's answer to a statement in an aborted transaction. */
 const ABORTED_TRANSACTION = w.errorResponse({
   severity: 'ERROR',
@@ -896,8 +900,9 @@ export class TransactionDispatcher implements LaneClient {
 
   /** Writes a request to `lane`, renaming the client's prepared statements to the lane's. */
   private send(lane: Lane, r: Request, continuing: boolean, plan?: Plan): boolean {
-    if (plan?.mode === Mode.Pin && this.heldOnStandby && !continuing && (r.end === 'query' || r.end === 'sync')) return this.refuseOnStandby(lane, r);
-    if (plan?.mode === Mode.Pin && !this.pinned) {
+    // On a standby's READ ONLY transaction, what would pin the session there is refused instead.
+    const refused = plan?.mode === Mode.Pin && this.heldOnStandby && !continuing && this.refuseOnStandby(r);
+    if (plan?.mode === Mode.Pin && !this.pinned && !refused) {
       this.pinned = true;
       this.held = lane;
       this.heldGroup!.pin(lane);
@@ -914,7 +919,7 @@ export class TransactionDispatcher implements LaneClient {
       this.host.stats.statement(lane.conn.node.id, 'other');
     }
     const out: Buffer[] = [];
-    let strip = 0;
+    let strip = refused && r.end !== 'query' ? 1 : 0;
     let answered = 0;
     let registered: string[] | null = null;
     let leading = !continuing;
@@ -1031,7 +1036,18 @@ export class TransactionDispatcher implements LaneClient {
     const retry = cached !== null && answered === 1 && !clientNamed ? { ...cached, bytes: Buffer.concat(r.frames) } : null;
     // The session's settings go first where the lane has others (or none of them).
     if (lane.settings !== this.settingsSql) lane.applySettings(this.settingsSql);
-    lane.request(this, out, strip, prefix, registered, retry, r.end === 'sync' || r.end === 'query', opens, opens === 'none' ? null : beginText);
+    lane.request(
+      this,
+      out,
+      strip,
+      prefix,
+      registered,
+      retry,
+      r.end === 'sync' || r.end === 'query',
+      opens,
+      opens === 'none' ? null : beginText,
+      refused && r.end !== 'query',
+    );
     if (r.changes !== undefined) {
       this.unconfirmed.push({ seq: this.sentCount, changes: r.changes });
       this.applyChanges(this.settings, r.changes);
@@ -1047,17 +1063,20 @@ export class TransactionDispatcher implements LaneClient {
    * then never leave that standby, nor write. The standby fails the transaction instead with
    * pgrouter's error (a DO block that raises it), so the client and the server agree on its state.
    */
-  private refuseOnStandby(lane: Lane, r: Request): boolean {
+  private refuseOnStandby(r: Request): boolean {
+    if (r.end !== 'query' && r.end !== 'sync' && r.end !== 'flush') return false;
     const named = r.named!;
     for (let i = 0; i < r.frames.length; i++) {
       const n = named[i];
       // The server never sees these Parses: the names stay free, as after any failed Parse.
       if (n && r.frames[i]![0] === Frontend.Parse && n.span.name !== '') this.statements.delete(n.span.name);
     }
-    this.inFlight++;
-    this.sentCount++;
-    this.lane = lane;
-    lane.request(this, [STANDBY_STATE_REFUSAL], 0, null, null, null, true);
+    // A Query becomes the DO block's Query. A batch becomes its Parse, Bind and Execute, whose
+    // ParseComplete and BindComplete the lane drops (send asks it to), then the client's Sync or
+    // Flush: the client sees the error where its batch began, and the server skips the rest of
+    // the batch up to the Sync, as after any error.
+    r.frames = r.end === 'query' ? [STANDBY_STATE_REFUSAL] : [STANDBY_REFUSAL_PARSE, STANDBY_REFUSAL_BIND, STANDBY_REFUSAL_EXECUTE, r.frames[r.frames.length - 1]!];
+    r.named = r.frames.map(() => null);
     return true;
   }
 

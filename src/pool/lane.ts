@@ -85,7 +85,7 @@ interface Pending {
   retry: Retry | null;
   /** Its replies are being dropped up to its ReadyForQuery, and it is then sent again. */
   swallow: boolean;
-  /** Leading replies of a deferred BEGIN still to drop (its BindComplete and CommandComplete; its ParseComplete counts in `strip`). */
+  /** Leading replies still to drop: a deferred BEGIN's BindComplete and CommandComplete (its ParseComplete counts in `strip`), or the BindComplete of a refusal a request was replaced with (TransactionDispatcher.refuseOnStandby). */
   lead: number;
   /**
    * A deferred BEGIN's Sync follows the request (OpensWith 'begin+sync'): 1 while the client's
@@ -221,7 +221,8 @@ export class Lane implements ReplySink {
 
   /**
    * Writes a request that ends in a ReadyForQuery. Its bytes are staged and written with the
-   * other requests of this event-loop turn in one write.
+   * other requests of this event-loop turn in one write. `dropBindComplete`: the first
+   * BindComplete of its replies is not the client's (see `lead`).
    */
   request(
     client: LaneClient,
@@ -233,6 +234,7 @@ export class Lane implements ReplySink {
     replyFollows = false,
     opens: OpensWith = 'none',
     beginText: string | null = null,
+    dropBindComplete = false,
   ): void {
     const begin = opens !== 'none';
     this.push({
@@ -246,7 +248,7 @@ export class Lane implements ReplySink {
       sentAt: performance.now(),
       retry,
       swallow: false,
-      lead: begin ? 2 : 0,
+      lead: begin ? 2 : dropBindComplete ? 1 : 0,
       extraReady: opens === 'begin+sync' ? 1 : 0,
     });
     if (begin) this.stageBytes(beginText === null ? DEFERRED_BEGIN : deferredBeginOf(beginText));

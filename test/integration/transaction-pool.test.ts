@@ -525,6 +525,42 @@ describe('READ ONLY transactions (transaction_read_only_load_balance)', () => {
     }
   });
 
+  test('the same in the extended protocol, a batch ended by Sync or by Flush: the error where the batch began, then the aborted state until ROLLBACK', async () => {
+    const md5 = c.users.md5;
+    const rc = await RawClient.connect({ host: txr.host, port: txr.port, user: md5.name, password: md5.password, database: c.database });
+    const status = (ms: RawMessage[]): string => String.fromCharCode(ms[ms.length - 1]!.body[0]!);
+    try {
+      for (const end of ['sync', 'flush'] as const) {
+        rc.write(serialize.query('BEGIN READ ONLY'));
+        assert.equal(status(await rc.untilReady()), 'T');
+        rc.write(serialize.query('SELECT inet_server_port()'));
+        const port = await rc.untilReady();
+        assert.deepEqual(dataRowValues(port.find((m) => m.type === 'D')!.body), [String(c.replica.port)], end);
+        rc.write(...pbe('SELECT pg_advisory_lock(434343)'), end === 'sync' ? serialize.sync() : serialize.flush());
+        if (end === 'flush') {
+          const e = await rc.next();
+          assert.equal(e.type, 'E', `${end}: ${e.type}`);
+          assert.equal(errorField(e.body), '0A000');
+          rc.write(serialize.sync());
+        }
+        const got = await rc.untilReady();
+        if (end === 'sync') {
+          assert.equal(types(got), 'EZ', `${end}: the error alone, where the batch began`);
+          assert.equal(errorField(got[0]!.body), '0A000');
+        } else assert.equal(types(got), 'Z', end);
+        assert.equal(status(got), 'E', `${end}: the transaction is aborted`);
+        rc.write(serialize.query('ROLLBACK'));
+        assert.equal(status(await rc.untilReady()), 'I');
+        rc.write(serialize.query(`INSERT INTO ${T.pin} VALUES (12) RETURNING inet_server_port()`));
+        const w = await rc.untilReady();
+        assert.deepEqual(dataRowValues(w.find((m) => m.type === 'D')!.body), [String(c.primary.port)], `${end}: the session writes on the primary`);
+      }
+      assert.equal((await direct(c.replica, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 434343")).trim(), '0');
+    } finally {
+      rc.terminate();
+    }
+  });
+
   test('the standby ends the transaction\'s backend: the session goes on (08006, then 25P02 until ROLLBACK; or 08006 at COMMIT), in both protocols', async () => {
     const cl = await connect(txr);
     const kill = async (pid: number): Promise<void> => {
