@@ -1,11 +1,12 @@
-// Reading a BEGIN at the head of an extended-protocol batch (leadingBegin), below the socket: the
+// Reading a BEGIN at the head of an extended-protocol batch (leadingBegin), and a COMMIT or
+// ROLLBACK sent the same way (leadingEnd, pgJDBC's commit()), below the socket: the
 // shapes psycopg 3 and pgJDBC send are recognised with the replies a server would give them,
 // and anything that a server would answer differently (a named statement, parameters, a named
 // portal, a Describe of the statement) is left to the server.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { leadingBegin } from '../../src/protocol/deferred-begin.ts';
+import { leadingBegin, leadingEnd } from '../../src/protocol/deferred-begin.ts';
 import { msg } from './wire-bytes.ts';
 
 const z = (s: string): string => `${s}\0`;
@@ -66,4 +67,17 @@ test('anything a server would answer differently is left to it', () => {
   const short = bind('', '', [0]).subarray(0, -2);
   short.writeInt32BE(short.length - 1, 1);
   assert.equal(leadingBegin(frames(parse('', 'BEGIN'), short, execute(''), sync)), undefined, 'a truncated Bind');
+});
+
+test('a COMMIT, END, ROLLBACK or ABORT in the same shape (pgJDBC commit() and rollback()); a BEGIN is not one', () => {
+  for (const sql of ['COMMIT', 'ROLLBACK', 'end', 'abort']) {
+    const lead = leadingEnd(frames(parse('', sql), bind('', ''), execute(''), sync));
+    assert.deepEqual(lead && { count: lead.count, sql: lead.sql, replies: lead.replies }, { count: 3, sql, replies: Buffer.concat([PARSE_COMPLETE, BIND_COMPLETE]) }, sql);
+  }
+  const described = leadingEnd(frames(parse('', 'ROLLBACK'), bind('', ''), describePortal(''), execute(''), sync));
+  assert.equal(described?.count, 4);
+  assert.deepEqual(described?.replies, Buffer.concat([PARSE_COMPLETE, BIND_COMPLETE, NO_DATA]));
+  assert.equal(leadingEnd(frames(parse('', 'BEGIN'), bind('', ''), execute(''), sync)), undefined, 'BEGIN');
+  assert.equal(leadingEnd(frames(parse('s1', 'COMMIT'), bind('', 's1'), execute(''), sync)), undefined, 'a named statement');
+  assert.equal(leadingBegin(frames(parse('', 'COMMIT'), bind('', ''), execute(''), sync)), undefined, 'leadingBegin of a COMMIT');
 });
