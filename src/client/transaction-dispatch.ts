@@ -120,6 +120,8 @@ interface NamedFrame {
   readonly key?: string;
 }
 
+/** The reason of `SET transaction_read_only = off` (see parse-tree.ts). */
+const READ_WRITE_AGAIN = 'SET transaction_read_only to false';
 /** Advisory-lock and set_config calls whose effect outlives the transaction. */
 // An unlock (pg_advisory_unlock*) does not pin: a session that holds a session lock is pinned
 // already, and for one that holds none an unlock on any connection answers as it would directly.
@@ -135,12 +137,10 @@ const SESSION_REASONS = new Set([
   'LOAD',
   'DECLARECURSOR WITH HOLD',
   'SET isolation SERIALIZABLE',
-  'SET transaction_read_only to false',
+  READ_WRITE_AGAIN,
   'SET SESSION CHARACTERISTICS READ WRITE/SERIALIZABLE',
 ]);
 const SET_LOCAL = /^\s*set\s+local\b/i;
-/** The reason of `SET transaction_read_only = off` (see parse-tree.ts). */
-const READ_WRITE_AGAIN = 'SET transaction_read_only to false';
 const DISCARD_ALL = /^\s*discard\s+all\s*;?\s*$/i;
 const DISCARD_ALL_REPLY = Buffer.concat([w.commandComplete('DISCARD ALL'), w.readyForQuery(TxStatus.Idle)]);
 /** SET TRANSACTION, or SET of a parameter that lasts only for the current transaction (transaction_read_only...). */
@@ -380,7 +380,7 @@ export class TransactionDispatcher implements LaneClient {
     const owed = this.inFlight;
     this.inFlight = 0;
     this.doneCount += owed;
-    for (let i = 0; i < owed; i++) this.host.writeClient(Buffer.concat([this.lostError(), w.readyForQuery(TxStatus.Failed)]));
+    for (let i = 0; i < owed; i++) this.host.writeClient(this.lostReply());
     this.host.settled();
     this.pump();
   }
@@ -393,6 +393,11 @@ export class TransactionDispatcher implements LaneClient {
       return t.error;
     }
     return ABORTED_TRANSACTION;
+  }
+
+  /** The answer to one request of the lost transaction that does not end it: its error, and ReadyForQuery aborted. */
+  private lostReply(): Buffer {
+    return Buffer.concat([this.lostError(), w.readyForQuery(TxStatus.Failed)]);
   }
 
   /** A request in a lost transaction: answered here; COMMIT, END, ROLLBACK or ABORT ends it. */
@@ -416,7 +421,7 @@ export class TransactionDispatcher implements LaneClient {
       );
     } else if (r.end === 'flush') {
       if (!t.told) this.host.writeClient(this.lostError());
-    } else this.host.writeClient(Buffer.concat([this.lostError(), w.readyForQuery(TxStatus.Failed)]));
+    } else this.host.writeClient(this.lostReply());
     this.host.settled();
   }
 
@@ -811,8 +816,7 @@ export class TransactionDispatcher implements LaneClient {
       mode === Mode.Exclusive &&
       s.readOnlyTransactions &&
       !(this.wrote && (s.disableLbOnWrite === 'always' || s.disableLbOnWrite === 'trans_transaction'));
-    const node =
-      this.held !== null ? this.held.conn.node.id : readOnly ? this.balanceNode(s) : primary || inTransaction ? this.primaryId : this.balanceNode(s);
+    const node = this.held !== null ? this.held.conn.node.id : readOnly || !(primary || inTransaction) ? this.balanceNode(s) : this.primaryId;
     const reason = this.pinned ? 'pinned_session' : readOnly ? 'load_balance' : inTransaction ? 'transaction' : primary ? this.planCategory : 'load_balance';
     for (const k of kinds) {
       this.host.stats.statement(node, k);

@@ -98,7 +98,8 @@ function facts(root: unknown): TreeFacts {
 
 /** `set_config(name, value, true)` (or `pg_catalog.set_config`): a setting for the current transaction only. */
 function isLocalSetConfig(name: string[], args: unknown): boolean {
-  if (name[name.length - 1] !== 'set_config' || (name.length === 2 && name[0] !== 'pg_catalog') || name.length > 2) return false;
+  const fn = name.join('.');
+  if (fn !== 'set_config' && fn !== 'pg_catalog.set_config') return false;
   const third = (args as Node[] | undefined)?.[2]?.['A_Const'] as Node | undefined;
   return (third?.['boolval'] as { boolval?: boolean } | undefined)?.boolval === true;
 }
@@ -136,11 +137,11 @@ function writesOrSerializable(options: unknown): boolean {
 }
 
 /**
- * The DefElem options of BEGIN / SET TRANSACTION make the transaction READ ONLY, at an isolation
- * level a standby offers (it has no SERIALIZABLE): such a transaction can run on a replica.
+ * The DefElem options of BEGIN / SET TRANSACTION make the transaction READ ONLY. Callers have
+ * checked writesOrSerializable first: with SERIALIZABLE (which a standby does not have) the
+ * transaction is not one a replica can run.
  */
 function readOnlyOptions(options: unknown): boolean {
-  if (writesOrSerializable(options)) return false;
   for (const o of (options as Node[]) ?? []) {
     const d = o['DefElem'] as Node | undefined;
     if (d?.['defname'] === 'transaction_read_only' && !FALSE_SPELLINGS.test(constText(d['arg']))) return true;
