@@ -584,12 +584,22 @@ export function endedBecause(conn: ServerConnection): string | undefined {
   return f === null ? undefined : `The server ended the connection: ${f.message} (SQLSTATE ${f.code}).`;
 }
 
-/** Sends a CancelRequest for this backend's BackendKeyData over a new connection. */
-export function sendCancel(conn: ServerConnection, timeoutMs: number): void {
-  const sock = net.connect({ ...nodeAddress(conn.node) } as net.NetConnectOpts);
-  const t = setTimeout(() => sock.destroy(), timeoutMs);
-  t.unref();
-  sock.once('connect', () => sock.end(w.cancelRequest(conn.pid, conn.secret)));
-  sock.on('error', () => sock.destroy());
-  sock.on('close', () => clearTimeout(t));
+/**
+ * Sends a CancelRequest for this backend's BackendKeyData over a new connection. Settles when
+ * the server has closed that connection (or it failed, or `timeoutMs` passed): only then has
+ * the server signalled the backend. PostgreSQL signals it twice (its pid and its process
+ * group), and a signal still to come cancels whatever the backend runs next.
+ */
+export function sendCancel(conn: ServerConnection, timeoutMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const sock = net.connect({ ...nodeAddress(conn.node) } as net.NetConnectOpts);
+    const t = setTimeout(() => sock.destroy(), timeoutMs);
+    t.unref();
+    sock.once('connect', () => sock.end(w.cancelRequest(conn.pid, conn.secret)));
+    sock.on('error', () => sock.destroy());
+    sock.on('close', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
 }

@@ -7,7 +7,8 @@ import { randomInt32Pooled } from '../util/random-pool.ts';
 /** What a session offers to the cancel path. */
 export interface Cancellable {
   readonly secret: number;
-  cancel(): void;
+  /** Settles when every backend it signalled has closed its cancel connection. */
+  cancel(): Promise<void>;
 }
 
 export class CancelRegistry {
@@ -29,11 +30,12 @@ export class CancelRegistry {
     this.sessions.delete(pid);
   }
 
-  /** Cancels the session's running statement if the key matches; false when it does not. */
-  cancel(pid: number, secret: number): boolean {
+  /**
+   * Cancels the session's running statement if the key matches: settles when the backends have
+   * taken the cancel (at once when the key matches no session).
+   */
+  cancel(pid: number, secret: number): Promise<void> {
     const s = this.sessions.get(pid);
-    if (!s || s.secret !== secret) return false;
-    s.cancel();
-    return true;
+    return s && s.secret === secret ? s.cancel() : Promise.resolve();
   }
 }

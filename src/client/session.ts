@@ -38,7 +38,8 @@ const ROUTE_FIELDS = [
 
 const frontendLimit = (type: number): number => (LARGE_FRONTEND_TYPES.has(type) ? MessageLimit.large : MessageLimit.small);
 
-type Phase = 'startup' | 'auth' | 'ready' | 'closed';
+/** `cancel`: a CancelRequest is being passed on; the client's bytes are ignored until it closes. */
+type Phase = 'startup' | 'auth' | 'ready' | 'cancel' | 'closed';
 
 const AUTHENTICATION_OK = w.authenticationOk();
 
@@ -239,7 +240,13 @@ export class Session implements ReplySink, ClientChannel {
       case 'invalid':
         throw new ProxyError(SqlState.PROTOCOL_VIOLATION, p.reason, 'FATAL');
       case 'cancel':
-        this.ctx.cancels.cancel(p.pid, p.secret);
+        // As PostgreSQL: the connection closes once the cancel is done. libpq's PQcancel waits
+        // for that close, so a client's next statement can no longer meet the cancel's
+        // second signal.
+        this.phase = 'cancel';
+        if (this.authTimer) clearTimeout(this.authTimer);
+        this.authTimer = null;
+        await this.ctx.cancels.cancel(p.pid, p.secret);
         this.close();
         return;
       case 'gssenc':
@@ -706,12 +713,14 @@ export class Session implements ReplySink, ClientChannel {
   }
 
   /** Cancellable: cancel what the session's backends are running. */
-  cancel(): void {
+  cancel(): Promise<void> {
     if (this.txd) return this.txd.cancel();
     const d = this.dispatcher;
-    if (!d) return;
+    if (!d) return Promise.resolve();
     // A statement sent with Flush (no Sync yet) owes no ReadyForQuery but is running all the same.
-    for (const c of d.conns.values()) if (d.isBusy(c)) sendCancel(c, this.ctx.settings().connectTimeoutMs);
+    const sent: Array<Promise<void>> = [];
+    for (const c of d.conns.values()) if (d.isBusy(c)) sent.push(sendCancel(c, this.ctx.settings().connectTimeoutMs));
+    return Promise.all(sent).then(() => undefined);
   }
 
   /** The maintenance tick: enforces client_idle_limit. */

@@ -1159,9 +1159,9 @@ export class TransactionDispatcher implements LaneClient {
   }
 
   /** Cancels the session's statement if it is the one its lane is running. */
-  cancel(): void {
+  cancel(): Promise<void> {
     const lane = this.lane ?? this.held;
-    if (lane && (lane.runningFor(this) || lane === this.held)) sendCancel(lane.conn, this.host.connectTimeoutMs());
+    return lane && (lane.runningFor(this) || lane === this.held) ? sendCancel(lane.conn, this.host.connectTimeoutMs()) : Promise.resolve();
   }
 
   /** The session ended: a held lane goes back (rolled back and reset when needed). */

@@ -1007,6 +1007,46 @@ describe('cancel', () => {
       await cl.end();
     }
   });
+
+  for (const mode of ['session', 'transaction'] as const)
+  test(`a CancelRequest's connection closes only once the server has taken the cancel (${mode} pooling)`, async () => {
+    // PostgreSQL signals the backend twice (its pid, then its process group) and then closes the
+    // cancel connection; libpq's PQcancel returns at that close. A client told earlier could send
+    // its next statement before the second signal and see that statement cancelled (psycopg did,
+    // on a loaded machine). A stopped postmaster holds the server's side of the cancel here.
+    const own = mode === 'session' ? proxy : await startProxy(c, { conf: { load_balance_mode: 'off', pool_mode: 'transaction' } });
+    const su = c.users.superuser;
+    const cl = new pg.Client({ host: own.host, port: own.port, user: su.name, password: su.password, database: c.database });
+    await cl.connect();
+    const postmaster = Number(readFileSync(path.join(c.primary.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    try {
+      const keys = cl as unknown as { processID: number; secretKey: number };
+      const text = `SELECT pg_sleep(30), '${mode}'`;
+      const q = cl.query(text);
+      const settled = q.then(() => undefined, () => undefined);
+      await waitForActive(text);
+      process.kill(postmaster, 'SIGSTOP');
+      let resumedAt = 0;
+      let closed: Promise<number> | undefined;
+      try {
+        closed = sendCancelRequest(own.host, own.port, keys.processID, keys.secretKey).then(() => Date.now());
+        const early = await Promise.race([closed.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 700))]);
+        assert.equal(early, false, 'pgrouter closed the cancel connection while the server had not yet taken the cancel');
+      } finally {
+        resumedAt = Date.now();
+        process.kill(postmaster, 'SIGCONT');
+      }
+      const closedAt = await closed;
+      assert.ok(closedAt >= resumedAt, 'closed after the server went on');
+      await rejectsWith(q, '57014');
+      await settled;
+      assert.equal((await cl.query<{ ok: number }>('SELECT 1 AS ok')).rows[0]?.ok, 1);
+    } finally {
+      process.kill(postmaster, 'SIGCONT');
+      await cl.end().catch(() => undefined);
+      if (own !== proxy) await own.stop();
+    }
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
