@@ -213,11 +213,13 @@ function classifyStatement(stmt: Node): Classification {
     case 'VariableSetStmt': {
       const name = String(body['name'] ?? '');
       const kind = body['kind'];
-      // SET SESSION CHARACTERISTICS AS TRANSACTION ...: the session's defaults, which outlive any transaction.
+      // SET SESSION CHARACTERISTICS AS TRANSACTION ...: the session's defaults, which outlive any
+      // transaction. With one option it sets one default_transaction_* parameter, and is kept and
+      // replayed as that parameter's SET (pgJDBC's setTransactionIsolation sends this form).
       if (kind === 'VAR_SET_MULTI' && name === 'SESSION CHARACTERISTICS')
         return writesOrSerializable(body['args'])
           ? classification('primary', 'SET SESSION CHARACTERISTICS READ WRITE/SERIALIZABLE', 'other', { writes: [] })
-          : classification('all', 'SET SESSION CHARACTERISTICS', 'other');
+          : classification('all', 'SET SESSION CHARACTERISTICS', 'other', { setting: characteristicsSetting(body['args']) });
       if (kind === 'VAR_SET_MULTI' && writesOrSerializable(body['args']))
         return classification('primary', 'SET TRANSACTION READ WRITE/SERIALIZABLE', 'other', { writes: [] });
       if (kind === 'VAR_SET_MULTI' && name === 'TRANSACTION' && readOnlyOptions(body['args']))
@@ -330,8 +332,22 @@ function classifyStatement(stmt: Node): Classification {
   }
 }
 
-/** Parameters whose SET says who the session is or what its transactions are: never replayed. */
-const UNREPLAYED = /^(?:role|session_authorization|transaction_.*|default_transaction_.*)$/;
+/**
+ * Parameters whose SET says who the session is, or what its current transaction is: never
+ * replayed. The default_transaction_* defaults are, but for SERIALIZABLE and read-write, which
+ * are classified before (they keep the session on the primary).
+ */
+const UNREPLAYED = /^(?:role|session_authorization|transaction_.*)$/;
+
+/**
+ * The default_transaction_* parameter that SET SESSION CHARACTERISTICS with this one option sets
+ * (ISOLATION LEVEL, READ ONLY, [NOT] DEFERRABLE); undefined for several options.
+ */
+function characteristicsSetting(options: unknown): SessionSetting | undefined {
+  const list = (options as Node[]) ?? [];
+  const name = list.length === 1 ? (list[0]!['DefElem'] as Node | undefined)?.['defname'] : undefined;
+  return typeof name === 'string' && name.startsWith('transaction_') ? { name: `default_${name}`, reset: false } : undefined;
+}
 
 /** What a VariableSetStmt (not SET TRANSACTION, not the special cases above) sets, when it can be replayed. */
 function sessionSetting(body: Node, name: string): SessionSetting | undefined {

@@ -61,7 +61,8 @@ export interface Classification {
 /**
  * `SET name = value`, `SET name TO DEFAULT`, `RESET name` or `RESET ALL`, outside SET LOCAL and
  * outside the parameters that change who the session is (role, session_authorization) or what
- * its transactions are (transaction_*, default_transaction_*).
+ * its current transaction is (transaction_*). SET SESSION CHARACTERISTICS with one option counts
+ * as the SET of its default_transaction_* parameter.
  */
 export interface SessionSetting {
   /** The parameter, lower-cased; '' for RESET ALL. */

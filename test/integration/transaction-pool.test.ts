@@ -1036,11 +1036,57 @@ describe('pinning on session state', () => {
     }
   });
 
-  test('SET SESSION CHARACTERISTICS (pgJDBC\'s setTransactionIsolation, any level, READ WRITE too) pins: the defaults are its client\'s only', async () => {
+  test('SET SESSION CHARACTERISTICS (pgJDBC\'s setTransactionIsolation) and SET default_transaction_* are kept like other SETs: on every connection their client uses, for it alone', async () => {
     const forms = [
-      ['SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE', 'default_transaction_isolation', 'serializable'],
       ['SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ', 'default_transaction_isolation', 'repeatable read'],
       ['SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY', 'default_transaction_read_only', 'on'],
+      ["SET default_transaction_isolation = 'read uncommitted'", 'default_transaction_isolation', 'read uncommitted'],
+      ['SET default_transaction_deferrable = on', 'default_transaction_deferrable', 'on'],
+    ] as const;
+    for (const [stmt, name, value] of forms) {
+      // One shared backend connection, which both clients take turns on (the setting is set and
+      // taken off again each time): a pinned client would have one of its own.
+      const a = await connect(tx1);
+      const b = await connect(tx1);
+      try {
+        await a.query(stmt);
+        for (let i = 0; i < 3; i++) {
+          const ra = await row<{ v: string; pid: number }>(a, `SELECT current_setting('${name}') AS v, pg_backend_pid() AS pid`);
+          const rb = await row<{ v: string; pid: number }>(b, `SELECT current_setting('${name}') AS v, pg_backend_pid() AS pid`);
+          assert.equal(ra.v, value, `${stmt}: its client's setting (${i})`);
+          assert.notEqual(rb.v, value, `${stmt}: seen by another client (${i})`);
+          assert.equal(ra.pid, rb.pid, `${stmt}: the client was given a connection of its own`);
+        }
+        // The client's own transactions start with the default (a deferred BEGIN goes out after it).
+        if (name === 'default_transaction_isolation') {
+          await a.query('BEGIN');
+          assert.equal((await row<{ transaction_isolation: string }>(a, 'SHOW transaction_isolation')).transaction_isolation, value, stmt);
+          await a.query('COMMIT');
+        }
+      } finally {
+        await close(a, b);
+      }
+    }
+    // Reads stay balanced (primary weight 0: to the replica), where the setting is too, in
+    // autocommit and in a READ ONLY transaction.
+    const r = await connect(txr);
+    try {
+      await r.query('SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+      const got = await row<{ port: number; v: string }>(r, "SELECT inet_server_port() AS port, current_setting('default_transaction_isolation') AS v");
+      assert.deepEqual([got.port, got.v], [c.replica.port, 'repeatable read']);
+      await r.query('BEGIN READ ONLY');
+      const tx = await row<{ port: number; v: string }>(r, "SELECT inet_server_port() AS port, current_setting('transaction_isolation') AS v");
+      await r.query('COMMIT');
+      assert.deepEqual([tx.port, tx.v], [c.replica.port, 'repeatable read']);
+    } finally {
+      await close(r);
+    }
+  });
+
+  test('SET SESSION CHARACTERISTICS with SERIALIZABLE or several options pins: the defaults are its client\'s only', async () => {
+    const forms = [
+      ['SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE', 'default_transaction_isolation', 'serializable'],
+      ['SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY', 'default_transaction_isolation', 'repeatable read'],
     ] as const;
     for (const [stmt, name, value] of forms) {
       // One shared backend connection: whatever the statement leaves there, the other client would see.
