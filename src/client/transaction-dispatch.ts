@@ -30,7 +30,7 @@ import type { TransactionPool } from '../pool/transaction-pool.ts';
 import { ADMIN_COMMAND, type DispatchHost } from './dispatch.ts';
 import { classify, plainTransactionControl } from '../router/classify.ts';
 import type { Classification, SessionSetting } from '../router/statement.ts';
-import { lagOverThreshold, writesForReads, NEEDS_CATALOG_LOOKUP, primaryReason, sessionLoadBalanceNode, weightedChoice, type RouteSettings } from '../router/route.ts';
+import { lagOverThreshold, writesForReads, NEEDS_CATALOG_LOOKUP, primaryReason, readOnlyTransactionReason, sessionLoadBalanceNode, weightedChoice, type RouteSettings } from '../router/route.ts';
 import { catalogCache, freshFacts, mayChangeCatalogFacts, type DatabaseFacts } from '../router/catalog-cache.ts';
 import { laneRows } from '../pool/lane-query.ts';
 import { reasonCategory } from '../router/reason-category.ts';
@@ -738,7 +738,7 @@ export class TransactionDispatcher implements LaneClient {
   /**
    * The request opens a READ ONLY transaction (its first statement says so, or the deferred
    * BEGIN did); `planReadWrite`: a statement of it makes the transaction SERIALIZABLE, or READ
-   * WRITE again, which a standby cannot run.
+   * WRITE again, which a standby cannot run, or is one a standby refuses (readOnlyTransactionReason).
    */
   private planReadOnly = false;
   private planReadWrite = false;
@@ -850,6 +850,11 @@ export class TransactionDispatcher implements LaneClient {
       this.planWrites = true;
     if (this.held === null && this.planKinds.length === 1 && c.readOnly && (c.tx === 'begin' || this.beginPending)) this.planReadOnly = true;
     if (this.planReadOnly && (c.reason.endsWith('SERIALIZABLE') || c.reason === READ_WRITE_AGAIN)) this.planReadWrite = true;
+    // The first request of a READ ONLY transaction chooses where it runs: a statement a standby
+    // refuses (pg_current_wal_lsn(), an unlogged table) or primary_routing_query_pattern_list
+    // sends to the primary keeps the transaction there. A later one runs where the transaction is.
+    if (this.planReadOnly && this.held === null && c.tx === 'none' && readOnlyTransactionReason(c, sql, s, this.catalog) !== null)
+      this.planReadWrite = true;
     // Inside a transaction everything runs where it began: no balancing rule to ask.
     if (this.held !== null || this.beginPending) return;
     if (c.target !== 'either') {

@@ -240,6 +240,29 @@ export function primaryReason(
   return unknown ? NEEDS_CATALOG_LOOKUP : null;
 }
 
+/**
+ * Built-in functions a standby refuses even in a READ ONLY transaction ("recovery is in
+ * progress", "cannot assign TransactionIds during recovery"): WAL positions and control, backups,
+ * a new transaction id. Other volatile functions (random(), clock_timestamp(),
+ * pg_is_in_recovery()) run there as on the primary.
+ */
+const STANDBY_REFUSES =
+  /^(?:pg_catalog\.)?(?:pg_current_wal_(?:insert_|flush_)?lsn|pg_switch_wal|pg_create_restore_point|pg_walfile_name(?:_offset)?|pg_(?:start|stop)_backup|pg_backup_(?:start|stop)|txid_current|pg_current_xact_id)$/i;
+
+/**
+ * Why a READ ONLY transaction that begins with this statement must run on the primary rather
+ * than where reads go, or null. Only what a standby cannot run counts, and what the user sends to
+ * the primary on purpose: nothing in the transaction can write, so Pgpool-II's rule for write
+ * functions does not apply. An unlogged table not looked up yet counts as logged.
+ */
+export function readOnlyTransactionReason(c: Classification, sql: string, s: RouteSettings, catalog: CatalogView): string | null {
+  for (const f of c.functions) if (STANDBY_REFUSES.test(f)) return `${f} cannot run on a standby`;
+  if (s.checkUnloggedTable && c.relations.length > 0 && catalog.anyUnlogged() === true)
+    for (const r of c.relations) if (catalog.unlogged(r) === true) return `unlogged table ${r}`;
+  for (const p of s.primaryPatterns) if (p.test(sql)) return 'primary_routing_query_pattern_list';
+  return null;
+}
+
 /** Weighted random choice among `candidates` (weight > 0); undefined if none has weight. */
 export function weightedChoice<T extends { weight: number }>(
   candidates: readonly T[],

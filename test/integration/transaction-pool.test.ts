@@ -446,6 +446,33 @@ describe('READ ONLY transactions (transaction_read_only_load_balance)', () => {
     }
   });
 
+  test('a READ ONLY transaction whose first statement the balancing rules keep on the primary (a write function) runs there', async () => {
+    // pg_current_wal_lsn() is VOLATILE, and a standby refuses it ("recovery is in progress").
+    const cl = await connect(txr);
+    try {
+      for (const values of [undefined, [1]]) {
+        const how = values ? 'extended protocol' : 'simple protocol';
+        await cl.query('BEGIN READ ONLY');
+        const first = await row<{ port: number; ok: boolean }>(
+          cl,
+          `SELECT inet_server_port() AS port, pg_current_wal_lsn() IS NOT NULL${values ? ' AND $1::int = 1' : ''} AS ok`,
+          values,
+        );
+        const next = await row<Where>(cl, WHERE);
+        const ro = await row<{ ro: string }>(cl, "SELECT current_setting('transaction_read_only') AS ro");
+        await cl.query('COMMIT');
+        assert.deepEqual([first.port, first.ok], [c.primary.port, true], how);
+        assert.deepEqual([next.port, ro.ro], [c.primary.port, 'on'], `${how}: the rest of the transaction there too, still READ ONLY`);
+      }
+      await cl.query('BEGIN READ ONLY');
+      const other = await row<Where>(cl, WHERE);
+      await cl.query('COMMIT');
+      assert.equal(other.port, c.replica.port, 'other READ ONLY transactions still on the replica');
+    } finally {
+      await close(cl);
+    }
+  });
+
   test('the extended protocol (a prepared BEGIN READ ONLY) and transaction_defer_begin = off: on the replica too', async () => {
     const off = await startProxy(c, { conf: { ...BASE, backend_weight0: 0, backend_weight1: 1, transaction_defer_begin: 'off' } });
     const a = await connect(txr);

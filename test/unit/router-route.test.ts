@@ -12,6 +12,7 @@ import {
   needsVolatility,
   parseDmlRelationships,
   primaryReason,
+  readOnlyTransactionReason,
   type CatalogView,
   type RouteSettings,
   type SessionRouteState,
@@ -136,4 +137,19 @@ test('DDL through pgrouter that may change volatility or persistence empties the
   for (const sql of ['TRUNCATE t', 'CREATE INDEX ON t (a)', 'REFRESH MATERIALIZED VIEW m', 'GRANT SELECT ON t TO PUBLIC', 'CREATE TEMP TABLE x (a int)', 'SELECT 1', 'INSERT INTO t VALUES (1)'])
     assert.equal(mayChangeCatalogFacts(classify(sql)), false, sql);
   assert.deepEqual(classify('INSERT INTO t VALUES (f(1))').functions, ['f'], 'a DML statement names its functions (dml_adaptive)');
+});
+
+test('a READ ONLY transaction leaves the standby only for what a standby refuses, or the pattern list', () => {
+  const ro = (sql: string, cat: CatalogView, s = settings()): string | null => readOnlyTransactionReason(classify(sql), sql, s, cat);
+  const cat = catalog({ f: true, random: true }, { u: true, t: false });
+  assert.equal(ro('SELECT pg_current_wal_lsn()', cat), 'pg_current_wal_lsn cannot run on a standby');
+  assert.equal(ro('SELECT pg_catalog.txid_current()', cat), 'pg_catalog.txid_current cannot run on a standby');
+  assert.equal(ro('SELECT * FROM u', cat), 'unlogged table u');
+  assert.equal(ro('SELECT * FROM u', cat, settings({ checkUnloggedTable: false })), null);
+  // Write functions and volatile built-ins run on a standby like anywhere (nothing can write).
+  assert.equal(ro('SELECT random(), f(1), pg_is_in_recovery() FROM t', cat), null);
+  // Not looked up yet: counts as logged, nothing waits.
+  assert.equal(ro('SELECT * FROM v', catalog({}, {})), null);
+  const patterns = settings({ primaryPatterns: [/fresh_orders/i] });
+  assert.equal(ro('SELECT * FROM fresh_orders', catalog({}, { '': false }), patterns), 'primary_routing_query_pattern_list');
 });
