@@ -143,6 +143,12 @@ export class ServerConnection {
   socket!: net.Socket;
   private readonly scanner = new ReplyScanner(REPLY_INTEREST);
   private readyCount = 0;
+  /**
+   * The server is waiting for the client's COPY data: from a CopyInResponse (or CopyBoth) until
+   * the client's CopyDone or CopyFail is sent here (the dispatchers clear it) or a ReadyForQuery.
+   * Only the client can end that wait.
+   */
+  awaitingCopyData = false;
   /** Told the severity of each ErrorResponse the backend sends. */
   onError: ((severity: string) => void) | null = null;
   /** Called when an idle (pooled) connection closes, so the pool can forget it. */
@@ -475,7 +481,9 @@ export class ServerConnection {
       }
       this.readyCount++;
       this.sawFatal = false;
+      this.awaitingCopyData = false;
     } else if (type === Backend.CopyInResponse || type === Backend.CopyBothResponse) {
+      this.awaitingCopyData = true;
       this.dropBeginSync();
     } else if (type === Backend.ParameterStatus) {
       const kv = decodeParameterStatus(buf, start, end);

@@ -249,7 +249,10 @@ export class Dispatcher {
       case Frontend.CopyDone:
       case Frontend.CopyFail: {
         const conn = this.conns.get(this.activeNode) ?? this.primary;
-        if (conn) this.addToRun(conn, buf, start, end, 0);
+        if (conn) {
+          if (type !== Frontend.CopyData) conn.awaitingCopyData = false;
+          this.addToRun(conn, buf, start, end, 0);
+        }
         return;
       }
       case Frontend.FunctionCall: {
@@ -997,9 +1000,15 @@ export class Dispatcher {
     if (this.ending) this.endIfAnswered();
   }
 
-  /** After Terminate: ends the session once no connection owes the client a reply. */
+  /**
+   * After Terminate: ends the session once no connection owes the client a reply, or at once when
+   * a server waits for COPY data the client will never send (PostgreSQL itself ends the session
+   * at a Terminate inside COPY FROM STDIN; the connection is closed, not pooled).
+   */
   private endIfAnswered(): void {
-    for (const c of this.conns.values()) if (c.owed > 0) return;
+    let copying = false;
+    for (const c of this.conns.values()) if (c.awaitingCopyData) copying = true;
+    if (!copying) for (const c of this.conns.values()) if (c.owed > 0) return;
     this.ending = false;
     this.terminated = true;
     this.host.terminate();

@@ -318,9 +318,14 @@ export class TransactionDispatcher implements LaneClient {
     if (this.ending) this.endIfAnswered();
   }
 
-  /** After Terminate: ends the session once nothing is queued or unanswered (a batch without Sync is dropped). */
+  /**
+   * After Terminate: ends the session once nothing is queued or unanswered (a batch without Sync
+   * is dropped), or at once when its lane's server waits for COPY data the client will never send.
+   */
   private endIfAnswered(): void {
-    if (this.inFlight > 0 || this.queue.length > 0) return;
+    const lane = this.held ?? this.lane;
+    const copying = lane !== null && lane.conn.awaitingCopyData && this.queue.length === 0;
+    if (!copying && (this.inFlight > 0 || this.queue.length > 0)) return;
     this.ending = false;
     this.terminated = true;
     this.host.terminate();
@@ -534,7 +539,10 @@ export class TransactionDispatcher implements LaneClient {
     }
     if (r.end === 'copy') {
       const lane = this.held ?? this.lane;
-      if (lane) lane.write(r.frames[0]!);
+      if (lane) {
+        if (r.frames[0]![0] !== Frontend.CopyData) lane.conn.awaitingCopyData = false;
+        lane.write(r.frames[0]!);
+      }
       return true;
     }
     if (this.openBatch) return this.send(this.held!, r, true, (r.plan ??= this.plan(r)));

@@ -1458,6 +1458,46 @@ describe('COPY', () => {
     assert.match(r.stderr, /invalid input syntax for type integer/);
     assert.equal(r.stdout.trim(), '0');
   });
+
+  test('Terminate in the middle of COPY FROM STDIN: nothing is copied, and the next client gets a clean connection (session and transaction pooling)', async () => {
+    const session = await startProxy(c, { conf: { load_balance_mode: 'off', num_init_children: 4 } });
+    const md5 = c.users.md5;
+    const table = `${TAG}_copyterm`;
+    await sql(c, c.primary, `CREATE TABLE ${table} (v int); GRANT ALL ON ${table} TO PUBLIC`);
+    try {
+      for (const [name, p] of [['session', session], ['transaction, one connection', tx1]] as const) {
+        const rc = await RawClient.connect({ host: p.host, port: p.port, user: md5.name, password: md5.password, database: c.database });
+        rc.write(serialize.query(`COPY ${table} FROM STDIN`));
+        assert.equal((await rc.next()).type, 'G', `${name}: CopyInResponse`);
+        // CopyData, then Terminate: PostgreSQL ends such a session (directly: an 08P01 error, then it closes).
+        rc.write(serialize.copyData(Buffer.from('1\n2\n')), Buffer.from([0x58, 0, 0, 0, 4]));
+        const closed = await Promise.race([
+          new Promise<boolean>((r) => rc.sock.once('close', () => r(true))),
+          sleep(10_000).then(() => false),
+        ]);
+        rc.destroy();
+        assert.ok(closed, `${name}: the session was not ended`);
+        // The client after it: a connection in no COPY and no transaction, whatever it was given.
+        const next = await connect(p);
+        try {
+          const r = await row<{ n: number; st: string }>(next, `SELECT count(*)::int AS n, current_setting('transaction_isolation') AS st FROM ${table}`);
+          assert.equal(r.n, 0, `${name}: rows of the abandoned COPY were kept`);
+          await next.query(`INSERT INTO ${table} VALUES (7)`);
+          assert.equal((await row<{ n: number }>(next, `SELECT count(*)::int AS n FROM ${table}`)).n, 1, name);
+          await next.query(`DELETE FROM ${table}`);
+        } finally {
+          await close(next);
+        }
+        await waitUntil(
+          async () => (await sql(c, c.primary, `SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY ${table}%' AND state <> 'idle'`)) === '0',
+          `${name}: the backend left in COPY to end`,
+        );
+      }
+    } finally {
+      await session.stop();
+      await sql(c, c.primary, `DROP TABLE ${table}`);
+    }
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
