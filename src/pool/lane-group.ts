@@ -156,13 +156,17 @@ export class LaneGroup implements LaneOwner {
     this.serveWaiters();
   }
 
-  /** Gives waiting requests the lanes that can take them now. */
-  private serveWaiters(): void {
+  /**
+   * Gives waiting requests the lanes that can take them now, and opens lanes for those left while
+   * there is room (a pinned or abandoned lane makes room). `openMore` false: after a lane failed
+   * to open, so that a node refusing connections is not asked again in a loop.
+   */
+  private serveWaiters(openMore = true): void {
     while (this.waiters.length > 0) {
       const w = this.waiters[0]!;
       if (w.exclusive) {
         const free = this.lanes.find((l) => l.holder === null && !l.closed && l.inFlight === 0);
-        if (!free) return;
+        if (!free) break;
         this.waiters.shift();
         // The lane kept free for this request is not needed any more if another one came free.
         const kept = free.reserved ? free : this.lanes.find((l) => l.reserved);
@@ -172,10 +176,20 @@ export class LaneGroup implements LaneOwner {
         continue;
       }
       const best = this.leastLoaded();
-      if (!best) return;
+      if (!best) break;
       this.waiters.shift();
       w.cb(best);
     }
+    if (openMore && this.waiters.length > 0) this.openForWaiters();
+  }
+
+  /** Opens lanes for the waiting requests: one per request that needs a lane to itself, else one. */
+  private openForWaiters(): void {
+    let want = 0;
+    for (const w of this.waiters) if (w.exclusive) want++;
+    if (want === 0) want = 1;
+    const { size } = this.limits();
+    while (this.opening < want && this.lanes.length + this.opening < size) this.openLane();
   }
 
   /** The lane taking requests with the fewest in flight. */
@@ -203,7 +217,7 @@ export class LaneGroup implements LaneOwner {
           for (const w of this.loginWaiters.splice(0)) w.reject(err);
           const ws = this.waiters.splice(0);
           for (const w of ws) w.cb(err);
-        } else this.serveWaiters();
+        } else this.serveWaiters(false);
       },
     );
   }

@@ -969,6 +969,28 @@ describe('pinning on session state', () => {
     }
   });
 
+  test('many more sessions than transaction_pool_size pin at the same moment: each gets a connection of its own, none waits forever', { timeout: 60_000 }, async () => {
+    // A pinned lane leaves its group, which makes room: the group must open lanes for the
+    // sessions still waiting (before, past a few times the pool size, some waited for good).
+    const cls = await connectMany(tx2, 24);
+    try {
+      const pids = await Promise.all(cls.map(async (cl, k) => {
+        await cl.query(`LISTEN txp_many_${k}`);
+        return (await row<{ pid: number }>(cl, 'SELECT pg_backend_pid() AS pid')).pid;
+      }));
+      assert.equal(new Set(pids).size, 24, 'one backend per pinned session');
+      // And unpinned sessions are still served beside them.
+      const other = await connect(tx2);
+      try {
+        assert.equal((await row<{ v: number }>(other, 'SELECT 5 AS v')).v, 5);
+      } finally {
+        await close(other);
+      }
+    } finally {
+      await close(...cls);
+    }
+  });
+
   test('CREATE TEMP TABLE: the temp table stays usable by its creator across statements, and exists for nobody else', async () => {
     const t = await connect(tx);
     const tt = `txp_tmp_${process.pid}`;
