@@ -1,14 +1,15 @@
 // Reload planning: reloadable parameters apply, restart-only ones are reported and kept.
 
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../../src/config/load.ts';
 import { planReload } from '../../src/config/reload.ts';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'pgrouter-reload-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
 let n = 0;
 function conf(text: string) {
   const file = path.join(dir, `pgpool${n++}.conf`);
