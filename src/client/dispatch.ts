@@ -1007,8 +1007,12 @@ export class Dispatcher {
    */
   private endIfAnswered(): void {
     let copying = false;
-    for (const c of this.conns.values()) if (c.awaitingCopyData) copying = true;
-    if (!copying) for (const c of this.conns.values()) if (c.owed > 0) return;
+    let owed = false;
+    for (const c of this.conns.values()) {
+      if (c.awaitingCopyData) copying = true;
+      if (c.owed > 0) owed = true;
+    }
+    if (owed && !copying) return;
     this.ending = false;
     this.terminated = true;
     this.host.terminate();

@@ -446,8 +446,8 @@ describe('READ ONLY transactions (transaction_read_only_load_balance)', () => {
     }
   });
 
-  test('a READ ONLY transaction whose first statement the balancing rules keep on the primary (a write function) runs there', async () => {
-    // pg_current_wal_lsn() is VOLATILE, and a standby refuses it ("recovery is in progress").
+  test('a READ ONLY transaction whose first statement a standby refuses (pg_current_wal_lsn()) runs on the primary', async () => {
+    // A standby answers pg_current_wal_lsn() with "recovery is in progress".
     const cl = await connect(txr);
     try {
       for (const values of [undefined, [1]]) {
